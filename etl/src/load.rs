@@ -1,0 +1,482 @@
+//! Loading: the only stage that writes. Staged rows go in with binary COPY into
+//! temporary staging tables, are classified against what is stored (loaded, duplicate,
+//! updated) and merged into the warehouse; derived tables are synchronised from the
+//! transform's output; the ledger records runs, files and rejects. Everything a run
+//! writes to data tables commits in one transaction with its `etl_files` rows.
+
+use crate::rows::{self, Batch, Rejection};
+use crate::resolve::NewCoin;
+use coinflow_shared::dataset::Dataset;
+use coinflow_shared::schema::{coin_aliases, coins, etl_files, etl_rejects, etl_runs};
+use diesel::pg::PgConnection;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use std::collections::BTreeSet;
+
+/// Rows per binary COPY statement.
+pub const COPY_CHUNK: usize = 200_000;
+
+/// Creates the run's staging tables; they disappear when the run's transaction ends.
+pub fn create_staging(conn: &mut PgConnection) -> QueryResult<()> {
+    conn.batch_execute(
+        "CREATE TEMP TABLE stg_coins (line int8 NOT NULL, id text NOT NULL, symbol text NOT NULL, name text NOT NULL, cmc_id int8) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_market (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, price_usd float8 NOT NULL, market_cap_usd float8, volume_24h_usd float8) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_rankings (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, rank int4 NOT NULL, volume_24h_usd float8, source text NOT NULL) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_candles (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, close float8 NOT NULL, volume_usd float8, market_cap_usd float8) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_tickers (line int8 NOT NULL, coin_id text NOT NULL, exchange text NOT NULL, base text NOT NULL, target text NOT NULL) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_people (line int8 NOT NULL, person_id int8 NOT NULL, first_name text NOT NULL, last_name text NOT NULL, email text NOT NULL, date_added timestamptz) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_trades (line int8 NOT NULL, person_id int8 NOT NULL, ts timestamptz NOT NULL, coin_id text NOT NULL, side text NOT NULL, quantity float8, price float8) ON COMMIT DROP;",
+    )
+}
+
+/// Empties the staging tables between files.
+pub fn truncate_staging(conn: &mut PgConnection) -> QueryResult<()> {
+    conn.batch_execute(
+        "TRUNCATE stg_coins, stg_market, stg_rankings, stg_candles, stg_tickers, stg_people, stg_trades",
+    )
+}
+
+/// Writes a batch to staging with binary COPY.
+pub fn stage(conn: &mut PgConnection, batch: &Batch) -> QueryResult<()> {
+    macro_rules! copy {
+        ($table:expr, $rows:expr) => {
+            for chunk in $rows.chunks(COPY_CHUNK) {
+                diesel::copy_from($table).from_insertable(chunk).execute(conn)?;
+            }
+        };
+    }
+    copy!(rows::stg_coins::table, batch.coins);
+    copy!(rows::stg_market::table, batch.market);
+    copy!(rows::stg_rankings::table, batch.rankings);
+    copy!(rows::stg_candles::table, batch.candles);
+    copy!(rows::stg_tickers::table, batch.tickers);
+    copy!(rows::stg_people::table, batch.people);
+    copy!(rows::stg_trades::table, batch.trades);
+    Ok(())
+}
+
+/// How a staged table merges into its target.
+struct Merge {
+    stage: &'static str,
+    target: &'static str,
+    /// Natural key columns, and whether each may be NULL.
+    keys: &'static [(&'static str, bool)],
+    /// Value columns (replaced on update).
+    values: &'static [&'static str],
+    conflict: &'static str,
+    /// Ascending input order is the order rows are inserted in.
+    ordered_insert: bool,
+}
+
+const MERGE_COINS: Merge = Merge {
+    stage: "stg_coins",
+    target: "coins",
+    keys: &[("id", false)],
+    values: &["symbol", "name", "cmc_id"],
+    conflict: "(id)",
+    ordered_insert: false,
+};
+const MERGE_MARKET: Merge = Merge {
+    stage: "stg_market",
+    target: "market",
+    keys: &[("coin_id", false), ("ts", false)],
+    values: &["price_usd", "market_cap_usd", "volume_24h_usd"],
+    conflict: "(coin_id, ts)",
+    ordered_insert: false,
+};
+const MERGE_RANKINGS: Merge = Merge {
+    stage: "stg_rankings",
+    target: "rankings",
+    keys: &[("coin_id", false), ("ts", false)],
+    values: &["rank", "volume_24h_usd", "source"],
+    conflict: "(coin_id, ts)",
+    ordered_insert: false,
+};
+const MERGE_CANDLES: Merge = Merge {
+    stage: "stg_candles",
+    target: "candles",
+    keys: &[("coin_id", false), ("ts", false)],
+    values: &["open", "high", "low", "close", "volume_usd", "market_cap_usd"],
+    conflict: "(coin_id, ts)",
+    ordered_insert: false,
+};
+const MERGE_TICKERS: Merge = Merge {
+    stage: "stg_tickers",
+    target: "tickers",
+    keys: &[("coin_id", false), ("exchange", false), ("base", false), ("target", false)],
+    values: &[],
+    conflict: "(coin_id, exchange, base, target)",
+    ordered_insert: false,
+};
+const MERGE_PEOPLE: Merge = Merge {
+    stage: "stg_people",
+    target: "people",
+    keys: &[("person_id", false)],
+    values: &["first_name", "last_name", "email", "date_added"],
+    conflict: "(person_id)",
+    ordered_insert: false,
+};
+const MERGE_TRADES: Merge = Merge {
+    stage: "stg_trades",
+    target: "trades",
+    keys: &[
+        ("person_id", false),
+        ("ts", false),
+        ("coin_id", false),
+        ("side", false),
+        ("quantity", true),
+        ("price", true),
+    ],
+    values: &[],
+    conflict: "ON CONSTRAINT trades_natural_key",
+    ordered_insert: true,
+};
+
+/// Rows of one file by outcome, plus the keys whose stored rows changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MergeCounts {
+    pub loaded: u64,
+    pub duplicate: u64,
+    pub updated: u64,
+    /// Coins (or, for people and trades, person ids as text) with new or changed rows.
+    pub changed_keys: BTreeSet<String>,
+}
+
+#[derive(QueryableByName)]
+struct ClassCount {
+    #[diesel(sql_type = Text)]
+    class: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Key {
+    #[diesel(sql_type = Text)]
+    key: String,
+}
+
+fn row_of(prefix: &str, columns: &[&str]) -> String {
+    let list: Vec<String> = columns.iter().map(|c| format!("{prefix}{c}")).collect();
+    format!("ROW({})", list.join(", "))
+}
+
+/// Classifies the staged rows against each other (by input line) and against the target,
+/// then upserts the last row of each key. Returns the classification counts.
+fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<MergeCounts> {
+    let keys: Vec<&str> = m.keys.iter().map(|(k, _)| *k).collect();
+    let partition = keys.join(", ");
+    let join: Vec<String> = m
+        .keys
+        .iter()
+        .map(|(k, nullable)| {
+            if *nullable {
+                format!("t.{k} IS NOT DISTINCT FROM s.{k}")
+            } else {
+                format!("t.{k} = s.{k}")
+            }
+        })
+        .collect();
+    let first_key = keys[0];
+    let (value_cols, class_expr) = if m.values.is_empty() {
+        (
+            String::new(),
+            format!(
+                "CASE WHEN s.rn > 1 THEN 'duplicate' WHEN t.{first_key} IS NULL THEN 'loaded' ELSE 'duplicate' END"
+            ),
+        )
+    } else {
+        let v = row_of("", m.values);
+        (
+            format!(", {v} AS v, lag({v}) OVER w AS prev_v"),
+            format!(
+                "CASE WHEN s.rn > 1 THEN CASE WHEN s.v IS NOT DISTINCT FROM s.prev_v THEN 'duplicate' ELSE 'updated' END \
+                 WHEN t.{first_key} IS NULL THEN 'loaded' \
+                 WHEN {} IS NOT DISTINCT FROM s.v THEN 'duplicate' ELSE 'updated' END",
+                row_of("t.", m.values)
+            ),
+        )
+    };
+    let classify = format!(
+        "CREATE TEMP TABLE merge_classes ON COMMIT DROP AS \
+         WITH s AS (SELECT line, {partition}, row_number() OVER w AS rn{value_cols} FROM {stage} WINDOW w AS (PARTITION BY {partition} ORDER BY line)) \
+         SELECT s.line, s.{change_key}::text AS key, {class_expr} AS class \
+         FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join}",
+        stage = m.stage,
+        target = m.target,
+        join = join.join(" AND "),
+    );
+    conn.batch_execute("DROP TABLE IF EXISTS merge_classes")?;
+    conn.batch_execute(&classify)?;
+    let mut counts = MergeCounts::default();
+    let classes: Vec<ClassCount> =
+        diesel::sql_query("SELECT class, count(*) AS n FROM merge_classes GROUP BY class").load(conn)?;
+    for c in classes {
+        let n = c.n as u64;
+        match c.class.as_str() {
+            "loaded" => counts.loaded += n,
+            "updated" => counts.updated += n,
+            _ => counts.duplicate += n,
+        }
+    }
+    let changed: Vec<Key> =
+        diesel::sql_query("SELECT DISTINCT key FROM merge_classes WHERE class <> 'duplicate'").load(conn)?;
+    counts.changed_keys = changed.into_iter().map(|k| k.key).collect();
+
+    let all: Vec<&str> = keys.iter().chain(m.values.iter()).copied().collect();
+    let columns = all.join(", ");
+    let source = if m.ordered_insert {
+        format!("SELECT {columns} FROM {} ORDER BY line", m.stage)
+    } else {
+        format!(
+            "SELECT DISTINCT ON ({partition}) {columns} FROM {} ORDER BY {partition}, line DESC",
+            m.stage
+        )
+    };
+    let action = if m.values.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let set: Vec<String> = m.values.iter().map(|v| format!("{v} = EXCLUDED.{v}")).collect();
+        format!(
+            "DO UPDATE SET {} WHERE {} IS DISTINCT FROM {}",
+            set.join(", "),
+            row_of(&format!("{}.", m.target), m.values),
+            row_of("EXCLUDED.", m.values)
+        )
+    };
+    conn.batch_execute(&format!(
+        "INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action}",
+        target = m.target,
+        conflict = m.conflict,
+    ))?;
+    Ok(counts)
+}
+
+/// What merging one file changed, per target table.
+#[derive(Debug, Default, Clone)]
+pub struct FileMerge {
+    /// The file's own row counts (a listings row counts once, by its market part).
+    pub counts: MergeCounts,
+    pub coins_changed: bool,
+    pub market_coins: BTreeSet<String>,
+    pub ranking_coins: BTreeSet<String>,
+    pub candle_coins: BTreeSet<String>,
+    pub ticker_coins: BTreeSet<String>,
+    pub people_changed: bool,
+    pub trades_changed: bool,
+}
+
+/// Merges a staged file into the warehouse; `new_coins` and `aliases` are what a
+/// listings file added to the coin dimension.
+pub fn merge_file(
+    conn: &mut PgConnection,
+    dataset: Dataset,
+    new_coins: &[NewCoin],
+    aliases: &[(String, String)],
+) -> QueryResult<FileMerge> {
+    let mut out = FileMerge::default();
+    if !new_coins.is_empty() {
+        let rows: Vec<_> = new_coins
+            .iter()
+            .map(|c| {
+                (
+                    coins::id.eq(&c.id),
+                    coins::symbol.eq(&c.symbol),
+                    coins::name.eq(&c.name),
+                    coins::cmc_id.eq(c.cmc_id),
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(5_000) {
+            diesel::insert_into(coins::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+        }
+        out.coins_changed = true;
+    }
+    if !aliases.is_empty() {
+        let rows: Vec<_> = aliases
+            .iter()
+            .map(|(external, coin)| {
+                (
+                    coin_aliases::source.eq(crate::resolve::LISTINGS_ALIAS_SOURCE),
+                    coin_aliases::external_id.eq(external),
+                    coin_aliases::coin_id.eq(coin),
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(5_000) {
+            diesel::insert_into(coin_aliases::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+        }
+    }
+    match dataset {
+        Dataset::Coins => {
+            out.counts = merge(conn, &MERGE_COINS, "id")?;
+            out.coins_changed |= out.counts.loaded + out.counts.updated > 0;
+        }
+        Dataset::Listings => {
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id")?;
+            out.market_coins = out.counts.changed_keys.clone();
+            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id")?.changed_keys;
+        }
+        Dataset::Markets => {
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id")?;
+            out.market_coins = out.counts.changed_keys.clone();
+        }
+        Dataset::Rankings => {
+            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id")?;
+            out.ranking_coins = out.counts.changed_keys.clone();
+        }
+        Dataset::Candles => {
+            out.counts = merge(conn, &MERGE_CANDLES, "coin_id")?;
+            out.candle_coins = out.counts.changed_keys.clone();
+        }
+        Dataset::Tickers => {
+            out.counts = merge(conn, &MERGE_TICKERS, "coin_id")?;
+            out.ticker_coins = out.counts.changed_keys.clone();
+        }
+        Dataset::People => {
+            out.counts = merge(conn, &MERGE_PEOPLE, "person_id")?;
+            out.people_changed = out.counts.loaded + out.counts.updated > 0;
+        }
+        Dataset::Trades => {
+            out.counts = merge(conn, &MERGE_TRADES, "person_id")?;
+            out.trades_changed = out.counts.loaded + out.counts.updated > 0;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = etl_rejects, treat_none_as_default_value = false)]
+struct NewReject<'a> {
+    run_id: i64,
+    file: &'a str,
+    line: i64,
+    column_name: Option<&'a str>,
+    raw_value: Option<&'a str>,
+    reason: &'a str,
+    raw_line: &'a str,
+}
+
+/// Stores rejects of one file with binary COPY.
+pub fn store_rejects(conn: &mut PgConnection, run_id: i64, file: &str, rejects: &[Rejection]) -> QueryResult<()> {
+    for chunk in rejects.chunks(COPY_CHUNK) {
+        let rows: Vec<NewReject<'_>> = chunk
+            .iter()
+            .map(|r| NewReject {
+                run_id,
+                file,
+                line: r.line,
+                column_name: r.column.as_deref(),
+                raw_value: r.raw_value.as_deref(),
+                reason: &r.reason,
+                raw_line: &r.raw_line,
+            })
+            .collect();
+        diesel::copy_from(etl_rejects::table)
+            .from_insertable(&rows)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Marks runs left `running` by a process that no longer holds the lock. Call with the
+/// lock held: then no other run can be live.
+pub fn mark_abandoned(conn: &mut PgConnection) -> QueryResult<usize> {
+    diesel::update(etl_runs::table.filter(etl_runs::status.eq("running")))
+        .set((
+            etl_runs::status.eq("abandoned"),
+            etl_runs::finished_at.eq(diesel::dsl::now),
+            etl_runs::message.eq("the process ended without finishing the run"),
+        ))
+        .execute(conn)
+}
+
+/// Registers a run (committed on its own, so a crash leaves a `running` row behind).
+pub fn start_run(conn: &mut PgConnection, data_dir: &str) -> QueryResult<i64> {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    diesel::insert_into(etl_runs::table)
+        .values((
+            etl_runs::status.eq("running"),
+            etl_runs::pid.eq(std::process::id() as i32),
+            etl_runs::host.eq(host),
+            etl_runs::data_dir.eq(data_dir),
+        ))
+        .returning(etl_runs::id)
+        .get_result(conn)
+}
+
+pub fn finish_run(
+    conn: &mut PgConnection,
+    run_id: i64,
+    status: &str,
+    message: Option<&str>,
+    summary: &serde_json::Value,
+) -> QueryResult<()> {
+    diesel::update(etl_runs::table.find(run_id))
+        .set((
+            etl_runs::status.eq(status),
+            etl_runs::finished_at.eq(diesel::dsl::now),
+            etl_runs::message.eq(message),
+            etl_runs::summary.eq(summary),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The sha256 of every file already loaded.
+pub fn loaded_hashes(conn: &mut PgConnection) -> QueryResult<BTreeSet<String>> {
+    etl_files::table
+        .filter(etl_files::status.eq("loaded"))
+        .select(etl_files::sha256)
+        .distinct()
+        .load::<String>(conn)
+        .map(|v| v.into_iter().collect())
+}
+
+/// A file's ledger row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = etl_files, treat_none_as_default_value = false)]
+pub struct NewEtlFile {
+    pub run_id: i64,
+    pub path: String,
+    pub sha256: String,
+    pub dataset: Option<String>,
+    pub size_bytes: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    pub rows_read: i64,
+    pub loaded: i64,
+    pub duplicate: i64,
+    pub updated: i64,
+    pub rejected: i64,
+    pub zeroed: i64,
+    pub seconds: f64,
+}
+
+pub fn record_file(conn: &mut PgConnection, file: &NewEtlFile) -> QueryResult<()> {
+    diesel::insert_into(etl_files::table)
+        .values(file)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Bumps the data version of each served dataset a run changed.
+pub fn bump_versions(conn: &mut PgConnection, datasets: &[&str]) -> QueryResult<()> {
+    use coinflow_shared::schema::data_versions::dsl as dv;
+    if datasets.is_empty() {
+        return Ok(());
+    }
+    diesel::update(dv::data_versions.filter(dv::dataset.eq_any(datasets)))
+        .set((dv::version.eq(dv::version + 1), dv::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .map(|_| ())
+}

@@ -1,0 +1,164 @@
+//! Reporting: the per-file and per-run summary (like pgloader's), its JSON form for
+//! `--summary`, and live progress on a terminal.
+
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// One input file's outcome.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FileReport {
+    pub path: String,
+    pub dataset: Option<String>,
+    /// `loaded`, `set_aside`, `unrecognized` or `skipped` (already loaded, unchanged).
+    pub status: String,
+    pub reason: Option<String>,
+    pub read: u64,
+    pub loaded: u64,
+    pub duplicate: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    pub zeroed: u64,
+    pub seconds: f64,
+    pub rows_per_sec: f64,
+    pub extra_columns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+/// Totals over all files of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    pub read: u64,
+    pub loaded: u64,
+    pub duplicate: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    pub zeroed: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RunReport {
+    pub run_id: Option<i64>,
+    pub status: String,
+    pub files: Vec<FileReport>,
+    pub totals: Totals,
+    pub seconds: f64,
+    /// Served datasets whose data version this run bumped.
+    pub changed_datasets: Vec<String>,
+}
+
+impl RunReport {
+    pub fn add(&mut self, file: FileReport) {
+        self.totals.read += file.read;
+        self.totals.loaded += file.loaded;
+        self.totals.duplicate += file.duplicate;
+        self.totals.updated += file.updated;
+        self.totals.rejected += file.rejected;
+        self.totals.zeroed += file.zeroed;
+        self.files.push(file);
+    }
+
+    pub fn has_set_aside(&self) -> bool {
+        self.files.iter().any(|f| f.status == "set_aside")
+    }
+
+    /// The pgloader-style table.
+    pub fn render(&self) -> String {
+        let width = self
+            .files
+            .iter()
+            .map(|f| f.path.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 60);
+        let mut out = String::new();
+        let header = format!(
+            "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>11}\n",
+            "file", "dataset", "read", "loaded", "duplicate", "updated", "rejected", "zeroed", "seconds", "rows/s"
+        );
+        out.push_str(&header);
+        out.push_str(&"-".repeat(header.len().saturating_sub(1)));
+        out.push('\n');
+        for f in &self.files {
+            let name = if f.path.len() > width {
+                format!("…{}", &f.path[f.path.len() - (width - 1)..])
+            } else {
+                f.path.clone()
+            };
+            let dataset = match f.status.as_str() {
+                "loaded" => f.dataset.clone().unwrap_or_default(),
+                other => other.to_string(),
+            };
+            out.push_str(&format!(
+                "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8.2} {:>11.0}\n",
+                name, dataset, f.read, f.loaded, f.duplicate, f.updated, f.rejected, f.zeroed, f.seconds, f.rows_per_sec
+            ));
+        }
+        out.push_str(&"-".repeat(header.len().saturating_sub(1)));
+        out.push('\n');
+        let t = &self.totals;
+        let rate = if self.seconds > 0.0 { t.read as f64 / self.seconds } else { 0.0 };
+        out.push_str(&format!(
+            "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8.2} {:>11.0}\n",
+            "total", "", t.read, t.loaded, t.duplicate, t.updated, t.rejected, t.zeroed, self.seconds, rate
+        ));
+        for f in self.files.iter().filter(|f| f.status == "set_aside" || f.status == "unrecognized") {
+            out.push_str(&format!(
+                "{}: {} ({})\n",
+                f.status.replace('_', " "),
+                f.path,
+                f.reason.as_deref().unwrap_or("")
+            ));
+        }
+        let skipped = self.files.iter().filter(|f| f.status == "skipped").count();
+        if skipped > 0 {
+            out.push_str(&format!("{skipped} file(s) unchanged since they were loaded: skipped\n"));
+        }
+        out.push_str(&format!(
+            "run {}: {}\n",
+            self.run_id.map_or("-".to_string(), |id| id.to_string()),
+            self.status
+        ));
+        out
+    }
+}
+
+/// Live progress over the bytes of the files to process: a bar with rows/s, bytes and
+/// ETA on a terminal, nothing otherwise (plain log lines carry the news).
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(total_bytes: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total_bytes);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress { bar }
+    }
+
+    pub fn advance(&self, bytes: u64, rows: u64, elapsed: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            let secs = elapsed.as_secs_f64();
+            if secs > 0.0 {
+                bar.set_message(format!("{:.0} rows/s", rows as f64 / secs));
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Coin identity (SPEC §2): a coin is resolved by id, then through `coin_aliases`, then
+//! by symbol when exactly one known coin has it, then by name (both case-insensitive).
+//! Listings may create coins, or record a CMC slug as an alias of a coin with the same
+//! symbol and name instead of creating a twin. The index holds the coins already in the
+//! database plus those of the current run; a file that is set aside rolls its additions
+//! back.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownCoin {
+    pub symbol: String,
+    pub name: String,
+}
+
+/// The outcome of resolving a coin reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Found(String),
+    Unknown,
+    AmbiguousSymbol,
+}
+
+/// What a listings row did to the coin dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListingCoin {
+    Existing(String),
+    /// The slug was recorded as an alias of this coin.
+    Aliased { external_id: String, coin_id: String },
+    Created(NewCoin),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCoin {
+    pub id: String,
+    pub symbol: String,
+    pub name: String,
+    pub cmc_id: Option<i64>,
+}
+
+/// The alias source recorded for slugs that listings map onto known coins.
+pub const LISTINGS_ALIAS_SOURCE: &str = "listings";
+
+#[derive(Debug, Clone, Default)]
+pub struct CoinIndex {
+    coins: HashMap<String, KnownCoin>,
+    aliases: HashMap<String, String>,
+    by_symbol: HashMap<String, Vec<String>>,
+    by_name: HashMap<String, Vec<String>>,
+    /// Coins and aliases added by the file being processed, to insert or roll back.
+    pending_coins: Vec<NewCoin>,
+    pending_aliases: Vec<(String, String)>,
+}
+
+impl CoinIndex {
+    pub fn insert_known(&mut self, id: &str, symbol: &str, name: &str) {
+        if let Some(previous) = self.coins.get(id).cloned() {
+            remove_from(&mut self.by_symbol, &previous.symbol.to_lowercase(), id);
+            remove_from(&mut self.by_name, &previous.name.to_lowercase(), id);
+        }
+        self.coins.insert(
+            id.to_string(),
+            KnownCoin {
+                symbol: symbol.to_string(),
+                name: name.to_string(),
+            },
+        );
+        push_unique(&mut self.by_symbol, symbol.to_lowercase(), id);
+        push_unique(&mut self.by_name, name.to_lowercase(), id);
+    }
+
+    pub fn insert_alias(&mut self, external_id: &str, coin_id: &str) {
+        self.aliases
+            .entry(external_id.to_lowercase())
+            .or_insert_with(|| coin_id.to_string());
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.coins.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.coins.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.coins.is_empty()
+    }
+
+    /// Resolves a coin reference. `symbol` and `name` are the row's own symbol and name
+    /// columns when it has them; otherwise the reference itself is tried as both.
+    pub fn resolve(&self, reference: &str, symbol: Option<&str>, name: Option<&str>) -> Resolution {
+        if self.coins.contains_key(reference) {
+            return Resolution::Found(reference.to_string());
+        }
+        let lower = reference.to_lowercase();
+        if let Some(id) = self.aliases.get(&lower) {
+            return Resolution::Found(id.clone());
+        }
+        if self.coins.contains_key(&lower) {
+            return Resolution::Found(lower);
+        }
+        let mut ambiguous = false;
+        let symbol_key = symbol.unwrap_or(reference).to_lowercase();
+        match self.by_symbol.get(&symbol_key).map(Vec::as_slice) {
+            Some([only]) => return Resolution::Found(only.clone()),
+            Some([_, _, ..]) => ambiguous = true,
+            _ => {}
+        }
+        let name_key = name.unwrap_or(reference).to_lowercase();
+        if let Some([only]) = self.by_name.get(&name_key).map(Vec::as_slice) {
+            return Resolution::Found(only.clone());
+        }
+        if ambiguous {
+            Resolution::AmbiguousSymbol
+        } else {
+            Resolution::Unknown
+        }
+    }
+
+    /// Resolves or creates the coin of a listings row.
+    pub fn resolve_listing(&mut self, id: &str, symbol: &str, name: &str, cmc_id: Option<i64>) -> ListingCoin {
+        if self.coins.contains_key(id) {
+            return ListingCoin::Existing(id.to_string());
+        }
+        if let Some(coin_id) = self.aliases.get(&id.to_lowercase()) {
+            return ListingCoin::Existing(coin_id.clone());
+        }
+        let same_symbol = self.by_symbol.get(&symbol.to_lowercase());
+        let twin: Vec<&String> = same_symbol
+            .into_iter()
+            .flatten()
+            .filter(|candidate| {
+                self.coins
+                    .get(candidate.as_str())
+                    .is_some_and(|c| c.name.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        if let [coin_id] = twin.as_slice() {
+            let coin_id = (*coin_id).clone();
+            self.insert_alias(id, &coin_id);
+            self.pending_aliases.push((id.to_string(), coin_id.clone()));
+            return ListingCoin::Aliased {
+                external_id: id.to_string(),
+                coin_id,
+            };
+        }
+        let coin = NewCoin {
+            id: id.to_string(),
+            symbol: symbol.to_string(),
+            name: name.to_string(),
+            cmc_id,
+        };
+        self.insert_known(id, symbol, name);
+        self.pending_coins.push(coin.clone());
+        ListingCoin::Created(coin)
+    }
+
+    /// Hands over the coins and aliases the current file added (they are to be written).
+    pub fn take_pending(&mut self) -> (Vec<NewCoin>, Vec<(String, String)>) {
+        (
+            std::mem::take(&mut self.pending_coins),
+            std::mem::take(&mut self.pending_aliases),
+        )
+    }
+}
+
+fn push_unique(map: &mut HashMap<String, Vec<String>>, key: String, id: &str) {
+    let ids = map.entry(key).or_default();
+    if !ids.iter().any(|existing| existing == id) {
+        ids.push(id.to_string());
+    }
+}
+
+fn remove_from(map: &mut HashMap<String, Vec<String>>, key: &str, id: &str) {
+    if let Some(ids) = map.get_mut(key) {
+        ids.retain(|existing| existing != id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> CoinIndex {
+        let mut index = CoinIndex::default();
+        index.insert_known("bitcoin", "BTC", "Bitcoin");
+        index.insert_known("binancecoin", "BNB", "Binance Coin");
+        index.insert_known("thorchain", "RUNE", "THORChain");
+        index.insert_known("rune", "RUNE", "Rune");
+        index
+    }
+
+    #[test]
+    fn resolution_order_is_id_alias_symbol_name() {
+        let mut index = index();
+        assert_eq!(index.resolve("bitcoin", None, None), Resolution::Found("bitcoin".into()));
+        assert_eq!(index.resolve("btc", None, None), Resolution::Found("bitcoin".into()));
+        assert_eq!(index.resolve("Bitcoin", Some("BTC"), Some("Bitcoin")), Resolution::Found("bitcoin".into()));
+        index.insert_alias("bnb-slug", "binancecoin");
+        assert_eq!(index.resolve("BNB-SLUG", None, None), Resolution::Found("binancecoin".into()));
+        assert_eq!(index.resolve("nothing", None, None), Resolution::Unknown);
+    }
+
+    #[test]
+    fn shared_symbols_are_ambiguous_unless_the_name_decides() {
+        let index = index();
+        assert_eq!(index.resolve("rune-x", Some("RUNE"), None), Resolution::AmbiguousSymbol);
+        assert_eq!(
+            index.resolve("x", Some("RUNE"), Some("thorchain")),
+            Resolution::Found("thorchain".into())
+        );
+    }
+
+    #[test]
+    fn listing_slugs_matching_symbol_and_name_become_aliases_not_twins() {
+        let mut index = index();
+        let got = index.resolve_listing("binance-coin", "BNB", "Binance Coin", Some(1839));
+        assert_eq!(
+            got,
+            ListingCoin::Aliased {
+                external_id: "binance-coin".into(),
+                coin_id: "binancecoin".into()
+            }
+        );
+        assert!(matches!(index.resolve_listing("newcoin", "NEW", "New", None), ListingCoin::Created(_)));
+        assert_eq!(index.resolve("newcoin", None, None), Resolution::Found("newcoin".into()));
+        let (coins, aliases) = index.take_pending();
+        assert_eq!(coins.len(), 1);
+        assert_eq!(aliases, vec![("binance-coin".to_string(), "binancecoin".to_string())]);
+    }
+}

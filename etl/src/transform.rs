@@ -1,0 +1,318 @@
+//! Transform: computes the derived serving tables from loaded rows with polars' lazy
+//! API (SPEC §4). Every function here is pure: it takes DataFrames and returns
+//! DataFrames, does no I/O, and is called on bounded slices (a batch of coins, or the
+//! people and trades) by `refresh`.
+//!
+//! Timestamps are `i64` microseconds since the epoch (UTC) and days are `i32` days since
+//! the epoch, so no temporal dtypes are needed.
+
+use polars::prelude::*;
+
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// As-of join of price snapshots with the ranking source: for each snapshot
+/// (`coin_id`, `ts`), the latest ranking of the same coin at or before `ts` and at most
+/// `tolerance_us` older. Input: snapshots(coin_id, ts), rankings(coin_id, ts, rank,
+/// source). Output: (coin_id, ts, rank, rank_source), one row per snapshot, rank null
+/// where nothing matched.
+pub fn market_ranks(snapshots: DataFrame, rankings: DataFrame, tolerance_us: i64) -> PolarsResult<DataFrame> {
+    let sort = SortMultipleOptions::default();
+    let left = snapshots.lazy().sort(["ts"], sort.clone());
+    let right = rankings
+        .lazy()
+        .select([
+            col("coin_id"),
+            col("ts").alias("rank_ts"),
+            col("rank"),
+            col("source").alias("rank_source"),
+        ])
+        .sort(["rank_ts"], sort.clone());
+    let options = AsOfOptions {
+        strategy: AsofStrategy::Backward,
+        tolerance: Some(Scalar::from(tolerance_us)),
+        tolerance_str: None,
+        left_by: Some(vec!["coin_id".into()]),
+        right_by: Some(vec!["coin_id".into()]),
+        allow_eq: true,
+        check_sortedness: false,
+    };
+    left.join_builder()
+        .with(right)
+        .left_on([col("ts")])
+        .right_on([col("rank_ts")])
+        .how(JoinType::AsOf(Box::new(options)))
+        .finish()
+        .select([col("coin_id"), col("ts"), col("rank"), col("rank_source")])
+        .sort(["coin_id", "ts"], sort)
+        .collect()
+}
+
+/// Daily rollup per coin and UTC day. Input: market(coin_id, ts, price, market_cap,
+/// volume) and candles(coin_id, ts, open, high, low, close, volume, market_cap).
+/// Output: (coin_id, day, open, high, low, close, avg_price, max_market_cap_usd,
+/// last_volume_usd, samples, source); candles win over snapshots for the same coin-day.
+pub fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataFrame> {
+    let sort = SortMultipleOptions::default();
+    let day = (col("ts") - col("ts") % lit(MICROS_PER_DAY)) / lit(MICROS_PER_DAY);
+    let from_market = market
+        .lazy()
+        .sort(["coin_id", "ts"], sort.clone())
+        .with_column(day.clone().cast(DataType::Int32).alias("day"))
+        .group_by_stable([col("coin_id"), col("day")])
+        .agg([
+            col("price").first().alias("open"),
+            col("price").max().alias("high"),
+            col("price").min().alias("low"),
+            col("price").last().alias("close"),
+            col("price").mean().alias("avg_price"),
+            col("market_cap").max().alias("max_market_cap_usd"),
+            col("volume").last().alias("last_volume_usd"),
+            len().cast(DataType::Int32).alias("samples"),
+        ])
+        .with_columns([lit("market").alias("source"), lit(1i32).alias("priority")]);
+    let from_candles = candles
+        .lazy()
+        .sort(["coin_id", "ts"], sort.clone())
+        .with_column(day.cast(DataType::Int32).alias("day"))
+        .group_by_stable([col("coin_id"), col("day")])
+        .agg([
+            col("open").first().alias("open"),
+            col("high").max().alias("high"),
+            col("low").min().alias("low"),
+            col("close").last().alias("close"),
+            col("close").mean().alias("avg_price"),
+            col("market_cap").max().alias("max_market_cap_usd"),
+            col("volume").last().alias("last_volume_usd"),
+            len().cast(DataType::Int32).alias("samples"),
+        ])
+        .with_columns([lit("candles").alias("source"), lit(0i32).alias("priority")]);
+    concat([from_candles, from_market], UnionArgs::default())?
+        .sort(["coin_id", "day", "priority"], sort.clone())
+        .group_by_stable([col("coin_id"), col("day")])
+        .agg([
+            col("open").first(),
+            col("high").first(),
+            col("low").first(),
+            col("close").first(),
+            col("avg_price").first(),
+            col("max_market_cap_usd").first(),
+            col("last_volume_usd").first(),
+            col("samples").first(),
+            col("source").first(),
+        ])
+        .sort(["coin_id", "day"], sort)
+        .collect()
+}
+
+/// Sorted unique exchange ids per coin. Input: tickers(coin_id, exchange). Output:
+/// (coin_id, exchange) unique, sorted by both; the caller folds it into lists.
+pub fn coin_exchanges(tickers: DataFrame) -> PolarsResult<DataFrame> {
+    tickers
+        .lazy()
+        .select([col("coin_id"), col("exchange")])
+        .unique(None, UniqueKeepStrategy::First)
+        .sort(["coin_id", "exchange"], SortMultipleOptions::default())
+        .collect()
+}
+
+/// Every person with their most recent trade: the latest `ts`, ties broken by input
+/// order (`seq`); people without trades are kept. Input: people(person_id, first_name,
+/// last_name, email, date_added) and trades(person_id, seq, ts, coin_id, side,
+/// quantity, price). Output: people's columns plus last_trade_* and trade_count.
+pub fn traders(people: DataFrame, trades: DataFrame) -> PolarsResult<DataFrame> {
+    let sort = SortMultipleOptions::default();
+    let latest = trades
+        .lazy()
+        .sort(["person_id", "ts", "seq"], sort.clone())
+        .group_by_stable([col("person_id")])
+        .agg([
+            col("ts").last().alias("last_trade_ts"),
+            col("coin_id").last().alias("last_trade_coin_id"),
+            col("side").last().alias("last_trade_side"),
+            col("quantity").last().alias("last_trade_quantity"),
+            col("price").last().alias("last_trade_price"),
+            len().cast(DataType::Int64).alias("trade_count"),
+        ]);
+    people
+        .lazy()
+        .left_join(latest, col("person_id"), col("person_id"))
+        .with_column(col("trade_count").fill_null(lit(0i64)))
+        .sort(["person_id"], sort)
+        .collect()
+}
+
+/// Per person and coin, from trades that carry a quantity: net quantity (sells
+/// subtract), trade count, average buy price (quantity-weighted, over buys with a
+/// price) and the market value at the coin's latest known price. Input:
+/// trades(person_id, coin_id, side, quantity, price), prices(coin_id, price).
+pub fn positions(trades: DataFrame, prices: DataFrame) -> PolarsResult<DataFrame> {
+    let sort = SortMultipleOptions::default();
+    let is_buy = col("side").eq(lit("buy"));
+    let priced_buy = is_buy.clone().and(col("price").is_not_null());
+    trades
+        .lazy()
+        .filter(col("quantity").is_not_null())
+        .with_columns([
+            when(is_buy)
+                .then(col("quantity"))
+                .otherwise(-col("quantity"))
+                .alias("signed"),
+            when(priced_buy.clone())
+                .then(col("quantity") * col("price"))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("buy_cost"),
+            when(priced_buy)
+                .then(col("quantity"))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("buy_quantity"),
+        ])
+        .group_by_stable([col("person_id"), col("coin_id")])
+        .agg([
+            col("signed").sum().alias("net_quantity"),
+            len().cast(DataType::Int64).alias("trade_count"),
+            col("buy_cost").sum().alias("buy_cost"),
+            col("buy_quantity").sum().alias("buy_quantity"),
+        ])
+        .left_join(
+            prices.lazy().select([col("coin_id"), col("price").alias("last_price_usd")]),
+            col("coin_id"),
+            col("coin_id"),
+        )
+        .with_columns([
+            when(col("buy_quantity").gt(lit(0.0)))
+                .then(col("buy_cost") / col("buy_quantity"))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("avg_buy_price"),
+            (col("net_quantity") * col("last_price_usd")).alias("market_value_usd"),
+        ])
+        .select([
+            col("person_id"),
+            col("coin_id"),
+            col("net_quantity"),
+            col("trade_count"),
+            col("avg_buy_price"),
+            col("last_price_usd"),
+            col("market_value_usd"),
+        ])
+        .sort(["person_id", "coin_id"], sort)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn ranks_for(snap_ts: &[i64], rank_ts: &[i64], tolerance: i64) -> Vec<Option<i32>> {
+        let snapshots = df!("coin_id" => vec!["btc"; snap_ts.len()], "ts" => snap_ts.to_vec()).expect("df");
+        let ranks: Vec<i32> = (1..=rank_ts.len() as i32).collect();
+        let rankings = df!(
+            "coin_id" => vec!["btc"; rank_ts.len()],
+            "ts" => rank_ts.to_vec(),
+            "rank" => ranks,
+            "source" => vec!["rankings"; rank_ts.len()]
+        )
+        .expect("df");
+        let out = market_ranks(snapshots, rankings, tolerance).expect("join");
+        out.column("rank").expect("rank").i32().expect("i32").iter().collect()
+    }
+
+    #[test]
+    fn as_of_join_edges() {
+        // exact match
+        assert_eq!(ranks_for(&[100 * S], &[100 * S], 60 * S), vec![Some(1)]);
+        // inside the tolerance, the latest earlier ranking wins
+        assert_eq!(ranks_for(&[100 * S], &[50 * S, 90 * S], 60 * S), vec![Some(2)]);
+        // outside the tolerance
+        assert_eq!(ranks_for(&[100 * S], &[30 * S], 60 * S), vec![None]);
+        // a ranking after the snapshot is never used
+        assert_eq!(ranks_for(&[100 * S], &[101 * S], 60 * S), vec![None]);
+    }
+
+    #[test]
+    fn as_of_join_never_crosses_coins() {
+        let snapshots = df!("coin_id" => ["a", "b"], "ts" => [100 * S, 100 * S]).expect("df");
+        let rankings = df!("coin_id" => ["a"], "ts" => [99 * S], "rank" => [7i32], "source" => ["r"]).expect("df");
+        let out = market_ranks(snapshots, rankings, 60 * S).expect("join");
+        let ranks: Vec<Option<i32>> = out.column("rank").expect("rank").i32().expect("i32").iter().collect();
+        assert_eq!(ranks, vec![Some(7), None]);
+    }
+
+    #[test]
+    fn daily_rollup_prefers_candles_and_aggregates_snapshots() {
+        let day = MICROS_PER_DAY;
+        let market = df!(
+            "coin_id" => ["a", "a", "a", "b"],
+            "ts" => [day, day + 10, day + 20, day],
+            "price" => [10.0, 30.0, 20.0, 5.0],
+            "market_cap" => [Some(1.0), Some(3.0), None, None],
+            "volume" => [Some(7.0), None, Some(9.0), None]
+        )
+        .expect("df");
+        let candles = df!(
+            "coin_id" => ["b"],
+            "ts" => [day],
+            "open" => [1.0], "high" => [2.0], "low" => [0.5], "close" => [1.5],
+            "volume" => [Some(100.0)], "market_cap" => [None::<f64>]
+        )
+        .expect("df");
+        let out = daily(market, candles).expect("daily");
+        assert_eq!(out.height(), 2);
+        let get = |name: &str| out.column(name).expect(name).f64().expect("f64").iter().collect::<Vec<_>>();
+        assert_eq!(get("open"), vec![Some(10.0), Some(1.0)]);
+        assert_eq!(get("high"), vec![Some(30.0), Some(2.0)]);
+        assert_eq!(get("close"), vec![Some(20.0), Some(1.5)]);
+        assert_eq!(get("avg_price"), vec![Some(20.0), Some(1.5)]);
+        assert_eq!(get("max_market_cap_usd"), vec![Some(3.0), None]);
+        assert_eq!(get("last_volume_usd"), vec![Some(9.0), Some(100.0)]);
+        let sources: Vec<Option<&str>> = out.column("source").expect("source").str().expect("str").iter().collect();
+        assert_eq!(sources, vec![Some("market"), Some("candles")]);
+    }
+
+    #[test]
+    fn traders_take_the_latest_trade_and_keep_people_without_trades() {
+        let people = df!(
+            "person_id" => [1i64, 2],
+            "first_name" => ["Ada", "Bo"],
+            "last_name" => ["L", "M"],
+            "email" => ["a@x", "b@x"],
+            "date_added" => [None::<i64>, None]
+        )
+        .expect("df");
+        let trades = df!(
+            "person_id" => [1i64, 1, 1],
+            "seq" => [1i64, 2, 3],
+            "ts" => [300i64, 100, 300],
+            "coin_id" => ["late-first", "early", "late-second"],
+            "side" => ["buy", "buy", "sell"],
+            "quantity" => [Some(1.0), Some(2.0), Some(3.0)],
+            "price" => [None::<f64>, None, None]
+        )
+        .expect("df");
+        let out = traders(people, trades).expect("traders");
+        let coins: Vec<Option<&str>> = out.column("last_trade_coin_id").expect("c").str().expect("str").iter().collect();
+        assert_eq!(coins, vec![Some("late-second"), None]);
+        let counts: Vec<Option<i64>> = out.column("trade_count").expect("n").i64().expect("i64").iter().collect();
+        assert_eq!(counts, vec![Some(3), Some(0)]);
+    }
+
+    #[test]
+    fn positions_net_sells_and_value_at_the_latest_price() {
+        let trades = df!(
+            "person_id" => [1i64, 1, 1, 1],
+            "coin_id" => ["a", "a", "a", "b"],
+            "side" => ["buy", "buy", "sell", "buy"],
+            "quantity" => [Some(2.0), Some(2.0), Some(1.0), None],
+            "price" => [Some(10.0), Some(20.0), Some(30.0), Some(1.0)]
+        )
+        .expect("df");
+        let prices = df!("coin_id" => ["a"], "price" => [50.0]).expect("df");
+        let out = positions(trades, prices).expect("positions");
+        assert_eq!(out.height(), 1);
+        let f = |name: &str| out.column(name).expect(name).f64().expect("f64").get(0);
+        assert_eq!(f("net_quantity"), Some(3.0));
+        assert_eq!(f("avg_buy_price"), Some(15.0));
+        assert_eq!(f("market_value_usd"), Some(150.0));
+    }
+}

@@ -1,0 +1,455 @@
+//! Validation: turns one raw CSV record of a recognised file into typed rows, or into a
+//! [`Rejection`] naming the first failing column and the reason (SPEC §3). It never
+//! drops a row silently and never touches the database; coin and person look-ups go
+//! through the in-memory indexes it is given.
+
+use crate::resolve::{CoinIndex, ListingCoin, Resolution};
+use crate::rows::{Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, TickerRow, TradeRow};
+use crate::values::{self, DateOrder, Micros, ValueError};
+use coinflow_shared::dataset::{CoinSource, Column, Dataset, Detected};
+use csv::ByteRecord;
+use std::collections::HashSet;
+
+/// Reject reasons, as stored in `etl_rejects.reason`.
+pub mod reason {
+    pub const UNPARSABLE: &str = "unparsable value";
+    pub const MISSING: &str = "missing required value";
+    pub const PRICE_NOT_POSITIVE: &str = "price <= 0";
+    pub const NEGATIVE_MARKET_CAP: &str = "negative market cap";
+    pub const NEGATIVE_VOLUME: &str = "negative volume";
+    pub const NEGATIVE_QUANTITY: &str = "negative quantity";
+    pub const HIGH_BELOW_LOW: &str = "high < low";
+    pub const UNKNOWN_COIN: &str = "unknown coin";
+    pub const AMBIGUOUS_SYMBOL: &str = "ambiguous symbol";
+    pub const AMBIGUOUS_DATE_ORDER: &str = "ambiguous date order";
+    pub const WRONG_FIELD_COUNT: &str = "wrong field count";
+    pub const INVALID_UTF8: &str = "invalid UTF-8";
+    pub const RANK_NOT_POSITIVE: &str = "rank <= 0";
+    pub const UNKNOWN_PERSON: &str = "unknown person";
+    pub const INVALID_SIDE: &str = "invalid side";
+}
+
+/// The in-memory state validation resolves against: known coins and people (database
+/// plus this run).
+#[derive(Debug, Default, Clone)]
+pub struct Known {
+    pub coins: CoinIndex,
+    pub people: HashSet<i64>,
+}
+
+/// Validates the records of one file.
+pub struct Validator {
+    detected: Detected,
+    header: Vec<String>,
+    timestamp_order: DateOrder,
+    date_added_order: DateOrder,
+    file_coin: Option<Resolution>,
+    /// Market caps and volumes of exactly 0 stored as missing.
+    pub zeroed: u64,
+}
+
+struct Fail {
+    column: Option<usize>,
+    reason: &'static str,
+}
+
+fn fail(column: usize, reason: &'static str) -> Fail {
+    Fail {
+        column: Some(column),
+        reason,
+    }
+}
+
+impl Validator {
+    pub fn new(detected: Detected, header: Vec<String>, timestamp_order: DateOrder, date_added_order: DateOrder) -> Self {
+        Validator {
+            detected,
+            header,
+            timestamp_order,
+            date_added_order,
+            file_coin: None,
+            zeroed: 0,
+        }
+    }
+
+    pub fn dataset(&self) -> Dataset {
+        self.detected.dataset
+    }
+
+    /// Validates one record (1-based `line` of its first physical line) into `batch`.
+    pub fn validate(&mut self, known: &mut Known, line: i64, record: &ByteRecord, batch: &mut Batch) -> Result<(), Rejection> {
+        if record.len() != self.header.len() {
+            let mut rejection = self.rejection(line, record, None, None);
+            rejection.reason = format!(
+                "{} (expected {}, found {})",
+                reason::WRONG_FIELD_COUNT,
+                self.header.len(),
+                record.len()
+            );
+            return Err(rejection);
+        }
+        let mut fields: Vec<&str> = Vec::with_capacity(record.len());
+        for (i, bytes) in record.iter().enumerate() {
+            match std::str::from_utf8(bytes) {
+                Ok(s) => fields.push(s.trim()),
+                Err(_) => return Err(self.rejection(line, record, None, Some(fail(i, reason::INVALID_UTF8)))),
+            }
+        }
+        match self.typed(known, line, &fields, batch) {
+            Ok(()) => Ok(()),
+            Err(f) => Err(self.rejection(line, record, Some(&fields), Some(f))),
+        }
+    }
+
+    fn rejection(&self, line: i64, record: &ByteRecord, fields: Option<&[&str]>, f: Option<Fail>) -> Rejection {
+        let column = f.as_ref().and_then(|f| f.column);
+        Rejection {
+            line,
+            column: column.and_then(|c| self.header.get(c).cloned()),
+            raw_value: column.and_then(|c| fields.and_then(|fs| fs.get(c)).map(|v| v.to_string())),
+            reason: f.map_or(reason::WRONG_FIELD_COUNT, |f| f.reason).to_string(),
+            raw_line: raw_line(record),
+        }
+    }
+
+    fn typed(&mut self, known: &mut Known, line: i64, f: &[&str], batch: &mut Batch) -> Result<(), Fail> {
+        let Validator {
+            detected,
+            timestamp_order,
+            date_added_order,
+            file_coin,
+            zeroed,
+            ..
+        } = self;
+        let row = Fields {
+            d: detected,
+            f,
+            ts_order: *timestamp_order,
+            date_added_order: *date_added_order,
+        };
+        let mut coin = |row: &Fields<'_>, known: &Known| resolve_coin(detected, file_coin, row, known);
+        match detected.dataset {
+            Dataset::Listings => {
+                let id = row.text(Column::Coin)?;
+                let symbol = row.text(Column::Symbol)?;
+                let name = row.text(Column::Name)?;
+                let rank = row.rank()?;
+                let price = row.price(Column::Price)?;
+                let ts = row.ts(Column::Timestamp)?;
+                let market_cap = row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
+                let coin_id = match known.coins.resolve_listing(id, symbol, name, None) {
+                    ListingCoin::Existing(id) | ListingCoin::Aliased { coin_id: id, .. } => id,
+                    ListingCoin::Created(coin) => coin.id,
+                };
+                let ts = values::to_datetime(ts);
+                batch.rankings.push(RankingRow {
+                    line,
+                    coin_id: coin_id.clone(),
+                    ts,
+                    rank,
+                    volume_24h_usd: volume,
+                    source: Dataset::Listings.name().to_string(),
+                });
+                batch.market.push(MarketRow {
+                    line,
+                    coin_id,
+                    ts,
+                    price_usd: price,
+                    market_cap_usd: market_cap,
+                    volume_24h_usd: volume,
+                });
+            }
+            Dataset::Coins => {
+                let id = row.text(Column::Coin)?;
+                let symbol = row.text(Column::Symbol)?;
+                let name = row.text(Column::Name)?;
+                let cmc_id = row.integer(Column::CmcId, false)?;
+                known.coins.insert_known(id, symbol, name);
+                batch.coins.push(CoinRow {
+                    line,
+                    id: id.to_string(),
+                    symbol: symbol.to_string(),
+                    name: name.to_string(),
+                    cmc_id,
+                });
+            }
+            Dataset::Markets => {
+                let ts = row.ts(Column::Timestamp)?;
+                let price = row.price(Column::Price)?;
+                let market_cap = row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
+                let coin_id = coin(&row, known)?;
+                batch.market.push(MarketRow {
+                    line,
+                    coin_id,
+                    ts: values::to_datetime(ts),
+                    price_usd: price,
+                    market_cap_usd: market_cap,
+                    volume_24h_usd: volume,
+                });
+            }
+            Dataset::Rankings => {
+                let ts = row.ts(Column::Timestamp)?;
+                let rank = row.rank()?;
+                let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
+                let coin_id = coin(&row, known)?;
+                batch.rankings.push(RankingRow {
+                    line,
+                    coin_id,
+                    ts: values::to_datetime(ts),
+                    rank,
+                    volume_24h_usd: volume,
+                    source: Dataset::Rankings.name().to_string(),
+                });
+            }
+            Dataset::Candles => {
+                let ts = row.ts(Column::Timestamp)?;
+                let open = row.price(Column::Open)?;
+                let high = row.price(Column::High)?;
+                let low = row.price(Column::Low)?;
+                let close = row.price(Column::Close)?;
+                if high < low {
+                    return Err(fail(row.index(Column::High), reason::HIGH_BELOW_LOW));
+                }
+                let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
+                let market_cap = row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                let coin_id = coin(&row, known)?;
+                batch.candles.push(CandleRow {
+                    line,
+                    coin_id,
+                    ts: values::to_datetime(ts),
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume_usd: volume,
+                    market_cap_usd: market_cap,
+                });
+            }
+            Dataset::Tickers => {
+                let exchange = row.text(Column::Exchange)?;
+                let base = row.optional_text(Column::Base).unwrap_or_default();
+                let target = row.optional_text(Column::Target).unwrap_or_default();
+                let coin_id = coin(&row, known)?;
+                batch.tickers.push(TickerRow {
+                    line,
+                    coin_id,
+                    exchange: exchange.to_string(),
+                    base: base.to_string(),
+                    target: target.to_string(),
+                });
+            }
+            Dataset::People => {
+                let person_id = row.required_integer(Column::PersonId)?;
+                let first_name = row.text(Column::FirstName)?;
+                let last_name = row.text(Column::LastName)?;
+                let email = row.text(Column::Email)?;
+                let date_added = row.optional_ts(Column::DateAdded)?;
+                known.people.insert(person_id);
+                batch.people.push(PersonRow {
+                    line,
+                    person_id,
+                    first_name: first_name.to_string(),
+                    last_name: last_name.to_string(),
+                    email: email.to_string(),
+                    date_added: date_added.map(values::to_datetime),
+                });
+            }
+            Dataset::Trades => {
+                let person_id = row.required_integer(Column::PersonId)?;
+                let ts = row.ts(Column::Timestamp)?;
+                let side = match row.optional_text(Column::Side).map(str::to_ascii_lowercase) {
+                    None => "buy".to_string(),
+                    Some(s) if s == "buy" || s == "sell" => s,
+                    Some(_) => return Err(fail(row.index(Column::Side), reason::INVALID_SIDE)),
+                };
+                let quantity = match row.number(Column::Quantity, false)? {
+                    Some(q) if q < 0.0 => return Err(fail(row.index(Column::Quantity), reason::NEGATIVE_QUANTITY)),
+                    q => q,
+                };
+                let price = match row.number(Column::Price, false)? {
+                    Some(p) if p <= 0.0 => return Err(fail(row.index(Column::Price), reason::PRICE_NOT_POSITIVE)),
+                    p => p,
+                };
+                let coin_id = coin(&row, known)?;
+                if !known.people.contains(&person_id) {
+                    return Err(fail(row.index(Column::PersonId), reason::UNKNOWN_PERSON));
+                }
+                batch.trades.push(TradeRow {
+                    line,
+                    person_id,
+                    ts: values::to_datetime(ts),
+                    coin_id,
+                    side,
+                    quantity,
+                    price,
+                });
+            }
+        }
+        Ok(())
+    }
+
+}
+
+/// The coin of a row: from the file name's symbol (resolved once per file) or from the
+/// row's coin column, helped by its own symbol and name columns.
+fn resolve_coin(
+    detected: &Detected,
+    file_coin: &mut Option<Resolution>,
+    row: &Fields<'_>,
+    known: &Known,
+) -> Result<String, Fail> {
+    {
+        let resolution = match &detected.coin {
+            Some(CoinSource::FileSymbol(symbol)) => file_coin
+                .get_or_insert_with(|| known.coins.resolve(symbol, Some(symbol), None))
+                .clone(),
+            _ => {
+                let reference = row.text(Column::Coin)?;
+                let coin_index = row.index(Column::Coin);
+                let own = |c: Column| {
+                    row.d
+                        .index(c)
+                        .filter(|&i| i != coin_index)
+                        .and_then(|i| row.f.get(i).copied())
+                        .filter(|v| !v.is_empty())
+                };
+                known.coins.resolve(reference, own(Column::Symbol), own(Column::Name))
+            }
+        };
+        let column = detected.index(Column::Coin);
+        match resolution {
+            Resolution::Found(id) => Ok(id),
+            Resolution::Unknown => Err(Fail {
+                column,
+                reason: reason::UNKNOWN_COIN,
+            }),
+            Resolution::AmbiguousSymbol => Err(Fail {
+                column,
+                reason: reason::AMBIGUOUS_SYMBOL,
+            }),
+        }
+    }
+}
+
+/// Typed access to the fields of one record.
+struct Fields<'a> {
+    d: &'a Detected,
+    f: &'a [&'a str],
+    ts_order: DateOrder,
+    date_added_order: DateOrder,
+}
+
+impl<'a> Fields<'a> {
+    fn index(&self, column: Column) -> usize {
+        self.d.index(column).unwrap_or(usize::MAX)
+    }
+
+    fn raw(&self, column: Column) -> Option<&'a str> {
+        self.d.index(column).and_then(|i| self.f.get(i).copied())
+    }
+
+    fn text(&self, column: Column) -> Result<&'a str, Fail> {
+        match self.raw(column) {
+            Some(v) if !values::is_missing(v) => Ok(v),
+            _ => Err(fail(self.index(column), reason::MISSING)),
+        }
+    }
+
+    fn optional_text(&self, column: Column) -> Option<&'a str> {
+        self.raw(column).filter(|v| !values::is_missing(v))
+    }
+
+    fn number(&self, column: Column, required: bool) -> Result<Option<f64>, Fail> {
+        let Some(raw) = self.raw(column) else {
+            return if required { Err(fail(self.index(column), reason::MISSING)) } else { Ok(None) };
+        };
+        match values::parse_number(raw) {
+            Ok(None) if required => Err(fail(self.index(column), reason::MISSING)),
+            Ok(v) => Ok(v),
+            Err(_) => Err(fail(self.index(column), reason::UNPARSABLE)),
+        }
+    }
+
+    fn price(&self, column: Column) -> Result<f64, Fail> {
+        match self.number(column, true)? {
+            Some(p) if p > 0.0 => Ok(p),
+            _ => Err(fail(self.index(column), reason::PRICE_NOT_POSITIVE)),
+        }
+    }
+
+    /// A market cap or volume: negative is rejected, exactly 0 is stored as missing.
+    fn amount(&self, column: Column, negative: &'static str, zeroed: &mut u64) -> Result<Option<f64>, Fail> {
+        match self.number(column, false)? {
+            Some(v) if v < 0.0 => Err(fail(self.index(column), negative)),
+            Some(v) if v == 0.0 => {
+                *zeroed += 1;
+                Ok(None)
+            }
+            v => Ok(v),
+        }
+    }
+
+    fn integer(&self, column: Column, required: bool) -> Result<Option<i64>, Fail> {
+        let Some(raw) = self.raw(column) else {
+            return if required { Err(fail(self.index(column), reason::MISSING)) } else { Ok(None) };
+        };
+        match values::parse_integer(raw) {
+            Ok(None) if required => Err(fail(self.index(column), reason::MISSING)),
+            Ok(v) => Ok(v),
+            Err(_) => Err(fail(self.index(column), reason::UNPARSABLE)),
+        }
+    }
+
+    fn required_integer(&self, column: Column) -> Result<i64, Fail> {
+        self.integer(column, true)?
+            .ok_or_else(|| fail(self.index(column), reason::MISSING))
+    }
+
+    fn rank(&self) -> Result<i32, Fail> {
+        let rank = self.required_integer(Column::Rank)?;
+        if rank <= 0 {
+            return Err(fail(self.index(Column::Rank), reason::RANK_NOT_POSITIVE));
+        }
+        i32::try_from(rank).map_err(|_| fail(self.index(Column::Rank), reason::UNPARSABLE))
+    }
+
+    fn timestamp(&self, column: Column, order: DateOrder, required: bool) -> Result<Option<Micros>, Fail> {
+        let raw = self.raw(column).unwrap_or_default();
+        match values::parse_timestamp(raw, order) {
+            Ok(None) if required => Err(fail(self.index(column), reason::MISSING)),
+            Ok(v) => Ok(v),
+            Err(ValueError::AmbiguousDateOrder) => Err(fail(self.index(column), reason::AMBIGUOUS_DATE_ORDER)),
+            Err(ValueError::Unparsable) => Err(fail(self.index(column), reason::UNPARSABLE)),
+        }
+    }
+
+    fn ts(&self, column: Column) -> Result<Micros, Fail> {
+        self.timestamp(column, self.ts_order, true)?
+            .ok_or_else(|| fail(self.index(column), reason::MISSING))
+    }
+
+    fn optional_ts(&self, column: Column) -> Result<Option<Micros>, Fail> {
+        self.timestamp(column, self.date_added_order, false)
+    }
+}
+
+/// The record as a CSV line (fields re-quoted where needed; invalid UTF-8 replaced).
+pub fn raw_line(record: &ByteRecord) -> String {
+    let mut out = String::new();
+    for (i, field) in record.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = String::from_utf8_lossy(field);
+        if text.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&text.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out
+}

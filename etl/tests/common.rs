@@ -1,0 +1,105 @@
+//! Test support: fixture directories and queries against a per-test database.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use coinflow_etl::{RunOptions, RunReport};
+use coinflow_shared::testdb::TestDb;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use std::path::{Path, PathBuf};
+
+pub struct Fixture {
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Fixture {
+            db: TestDb::new(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write fixture");
+        path
+    }
+
+    pub fn options(&self) -> RunOptions {
+        let mut opts = RunOptions::new(self.db.url(), self.dir.path());
+        opts.db_wait = std::time::Duration::from_secs(5);
+        opts
+    }
+
+    pub fn run(&self) -> RunReport {
+        coinflow_etl::run(&self.options()).expect("run succeeds")
+    }
+
+    pub fn run_with(&self, f: impl FnOnce(&mut RunOptions)) -> RunReport {
+        let mut opts = self.options();
+        f(&mut opts);
+        coinflow_etl::run(&opts).expect("run succeeds")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.conn();
+        diesel::sql_query(format!("SELECT ({sql})::int8 AS n"))
+            .get_result::<N>(&mut conn)
+            .expect("count query")
+            .n
+    }
+
+    pub fn text(&self, sql: &str) -> Option<String> {
+        #[derive(QueryableByName)]
+        struct T {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            t: Option<String>,
+        }
+        let mut conn = self.db.conn();
+        diesel::sql_query(format!("SELECT ({sql})::text AS t"))
+            .get_result::<T>(&mut conn)
+            .expect("text query")
+            .t
+    }
+
+    /// (line, column, reason) of every reject of a file, by line.
+    pub fn rejects(&self, file: &str) -> Vec<(i64, Option<String>, String)> {
+        use coinflow_shared::schema::etl_rejects::dsl::*;
+        let mut conn = self.db.conn();
+        etl_rejects
+            .filter(coinflow_shared::schema::etl_rejects::file.eq(file))
+            .order(line)
+            .select((line, column_name, reason))
+            .load(&mut conn)
+            .expect("rejects")
+    }
+}
+
+pub const COINS: &str = "id,symbol,name\nbitcoin,BTC,Bitcoin\nethereum,ETH,Ethereum\nthorchain,RUNE,THORChain\nrune,RUNE,Rune\n";
+
+/// Every file's counts add up to its rows read.
+pub fn assert_reconciles(report: &RunReport) {
+    for f in &report.files {
+        if f.status == "loaded" {
+            assert_eq!(
+                f.read,
+                f.loaded + f.duplicate + f.updated + f.rejected,
+                "counts of {} do not add up: {f:?}",
+                f.path
+            );
+        }
+    }
+}

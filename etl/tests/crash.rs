@@ -1,0 +1,82 @@
+//! `kill -9` in the middle of a large load leaves the data tables and `etl_files`
+//! exactly as they were before the run; the next run marks the killed run abandoned and
+//! completes.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SNAPSHOT: &str = "SELECT md5(coalesce(string_agg(t, '|' ORDER BY t), '')) FROM (
+    SELECT m::text AS t FROM market m UNION ALL SELECT r::text FROM rankings r
+    UNION ALL SELECT c::text FROM coins c UNION ALL SELECT d::text FROM daily d
+    UNION ALL SELECT f.path || f.sha256 || f.status FROM etl_files f
+    UNION ALL SELECT v.dataset || v.version FROM data_versions v) x";
+
+#[test]
+fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
+    let fx = Fixture::new();
+    // A first, small run so that "before" is not empty.
+    fx.write("base/coins.csv", COINS);
+    fx.write("base/markets.csv", "coin_id,timestamp,price\nbitcoin,2020-01-01,7000\n");
+    fx.run();
+    let before = fx.text(SNAPSHOT);
+    let runs_before = fx.count("SELECT count(*) FROM etl_runs");
+
+    coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
+        coins: 150,
+        days: 120,
+        people: 10,
+        seed: 3,
+        out: fx.path().join("big"),
+        interval_minutes: 60,
+        with_errors: false,
+    })
+    .expect("generate");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coinflow-etl"))
+        .args(["run", "--data-dir"])
+        .arg(fx.path())
+        .env("DATABASE_URL", fx.db.url())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the ETL");
+
+    // Wait until the big markets file is being copied into staging, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let copying = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query ILIKE 'COPY%stg_market%'",
+        fx.db.name()
+    );
+    loop {
+        assert!(child.try_wait().expect("poll").is_none(), "the ETL finished before it could be killed");
+        if fx.count(&copying) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ETL never reached the COPY stage");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    // The server notices the lost client and rolls its transaction back.
+    let others = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        fx.db.name()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fx.count(&others) > 0 {
+        assert!(Instant::now() < deadline, "the killed run's backend never went away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fx.text(SNAPSHOT), before, "data and etl_files are exactly as before the run");
+    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'running'"), 1);
+
+    let report = fx.run();
+    assert_eq!(report.status, "ok");
+    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'abandoned'"), 1);
+    assert_eq!(fx.count("SELECT count(*) FROM etl_runs"), runs_before + 2);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 1 + 150 * 120 * 24);
+}

@@ -1,0 +1,258 @@
+//! End-to-end behaviour of `coinflow_etl::run` against a real database: formats,
+//! classification, idempotency, incremental loads, derived tables, locking.
+
+mod common;
+use common::*;
+use coinflow_etl::EtlError;
+use diesel::prelude::*;
+
+fn file<'a>(report: &'a coinflow_etl::RunReport, path: &str) -> &'a coinflow_etl::report::FileReport {
+    report.files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("no report for {path}"))
+}
+
+#[test]
+fn bom_crlf_and_quoted_newlines_are_read() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", "\u{feff}id,symbol,name\r\nbitcoin,BTC,\"Bit\ncoin\"\r\nethereum,ETH,\"Ether, \"\"the\"\" coin\"\r\n");
+    let report = fx.run();
+    let f = file(&report, "coins.csv");
+    assert_eq!((f.read, f.loaded, f.rejected), (2, 2, 0));
+    assert_eq!(fx.text("SELECT name FROM coins WHERE id = 'bitcoin'").as_deref(), Some("Bit\ncoin"));
+    assert_eq!(fx.text("SELECT name FROM coins WHERE id = 'ethereum'").as_deref(), Some("Ether, \"the\" coin"));
+}
+
+#[test]
+fn empty_header_only_and_unrecognized_files_are_reported_not_fatal() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write("empty.csv", "");
+    fx.write("header_only.csv", "coin_id,timestamp,price\n");
+    fx.write("weird.csv", "foo,bar\n1,2\n");
+    fx.write("nested/deeper/markets.csv", "coin_id,timestamp,price\nbitcoin,2021-01-01,29000\n");
+    let report = fx.run();
+    assert_eq!(report.status, "ok");
+    assert_eq!(file(&report, "empty.csv").status, "unrecognized");
+    assert_eq!(file(&report, "weird.csv").status, "unrecognized");
+    assert!(file(&report, "weird.csv").reason.as_deref().unwrap_or("").contains("foo,bar"));
+    let header_only = file(&report, "header_only.csv");
+    assert_eq!((header_only.status.as_str(), header_only.read), ("loaded", 0));
+    assert_eq!(file(&report, "nested/deeper/markets.csv").loaded, 1);
+    assert_eq!(fx.count("SELECT count(*) FROM etl_files WHERE status = 'unrecognized'"), 2);
+}
+
+#[test]
+fn duplicates_and_updates_within_a_file_and_across_runs() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "a.csv",
+        "coin_id,timestamp,price\nbitcoin,2021-01-01,1\nbitcoin,2021-01-01,1\nbitcoin,2021-01-01,2\nbitcoin,2021-01-02,5\n",
+    );
+    let first = fx.run();
+    let a = file(&first, "a.csv");
+    assert_eq!((a.read, a.loaded, a.duplicate, a.updated), (4, 2, 1, 1));
+    assert_eq!(fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'").as_deref(), Some("2"));
+    // A later file: one identical row, one new value for a stored key, one new key.
+    fx.write("b.csv", "coin_id,timestamp,price\nbitcoin,2021-01-02,5\nbitcoin,2021-01-01,3\nbitcoin,2021-01-03,7\n");
+    let second = fx.run();
+    let b = file(&second, "b.csv");
+    assert_eq!((b.read, b.loaded, b.duplicate, b.updated), (3, 1, 1, 1));
+    assert_eq!(file(&second, "a.csv").status, "skipped");
+    assert_eq!(fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'").as_deref(), Some("3"));
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 3);
+}
+
+#[test]
+fn second_run_on_same_files_changes_nothing_and_new_file_loads_alone() {
+    let fx = Fixture::new();
+    coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
+        coins: 6,
+        days: 3,
+        people: 20,
+        seed: 11,
+        out: fx.path().to_path_buf(),
+        interval_minutes: 60,
+        with_errors: false,
+    })
+    .expect("generate");
+    let first = fx.run();
+    assert_eq!(first.status, "ok");
+    assert_reconciles(&first);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 6 * 72);
+    assert_eq!(fx.count("SELECT count(*) FROM market WHERE rank IS NULL"), 0, "every snapshot finds its ranking");
+    assert_eq!(fx.count("SELECT count(*) FROM daily"), 6 * 3);
+    assert_eq!(fx.count("SELECT count(*) FROM traders"), 20);
+    assert!(fx.count("SELECT count(*) FROM coin_exchanges") == 6);
+    let versions = fx.text("SELECT string_agg(dataset || '=' || version, ',' ORDER BY dataset) FROM data_versions");
+    let fingerprint = |fx: &Fixture| {
+        fx.text(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
+               SELECT m::text AS t FROM market m UNION ALL SELECT d::text FROM daily d
+               UNION ALL SELECT p::text FROM positions p UNION ALL SELECT tr::text FROM traders tr
+               UNION ALL SELECT c::text FROM coin_exchanges c) x",
+        )
+    };
+    let before = fingerprint(&fx);
+    let second = fx.run();
+    assert!(second.files.iter().all(|f| f.status == "skipped"), "{:?}", second.files);
+    assert_eq!(second.totals.read, 0);
+    assert_eq!(fingerprint(&fx), before);
+    assert_eq!(
+        fx.text("SELECT string_agg(dataset || '=' || version, ',' ORDER BY dataset) FROM data_versions"),
+        versions,
+        "a no-op run bumps no data version"
+    );
+    // A new file: only it is read, and derived tables follow.
+    fx.write("late/markets-extra.csv", "coin_id,timestamp,price\nbitcoin,2024-02-01T00:00:00Z,50000\n");
+    let third = fx.run();
+    assert_eq!(third.totals.read, 1);
+    assert_eq!(file(&third, "late/markets-extra.csv").loaded, 1);
+    assert_eq!(fx.count("SELECT count(*) FROM daily WHERE coin_id = 'bitcoin' AND day = '2024-02-01'"), 1);
+    assert!(third.changed_datasets.contains(&"market".to_string()));
+    assert!(third.changed_datasets.contains(&"daily".to_string()));
+}
+
+#[test]
+fn as_of_join_edges_through_the_warehouse() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "markets.csv",
+        "coin_id,timestamp,price\n\
+         bitcoin,2021-01-01T00:00:00Z,1\n\
+         bitcoin,2021-01-01T01:00:00Z,1\n\
+         bitcoin,2021-01-01T02:00:00Z,1\n\
+         bitcoin,2021-01-01T03:00:00Z,1\n",
+    );
+    fx.write(
+        "rankings.csv",
+        "coin_id,timestamp,rank\n\
+         bitcoin,2021-01-01T00:00:00Z,1\n\
+         bitcoin,2021-01-01T00:59:30Z,2\n\
+         bitcoin,2021-01-01T01:58:00Z,3\n\
+         bitcoin,2021-01-01T03:00:01Z,4\n",
+    );
+    fx.run();
+    let rank = |hour: u32| fx.text(&format!("SELECT rank FROM market WHERE ts = '2021-01-01T0{hour}:00:00Z'"));
+    assert_eq!(rank(0).as_deref(), Some("1"), "exact match");
+    assert_eq!(rank(1).as_deref(), Some("2"), "30 s earlier: inside the tolerance");
+    assert_eq!(rank(2), None, "2 minutes earlier: outside the tolerance");
+    assert_eq!(rank(3), None, "a ranking after the snapshot is not used");
+    assert_eq!(fx.text("SELECT rank_source FROM market WHERE ts = '2021-01-01T00:00:00Z'").as_deref(), Some("rankings"));
+    // A wider tolerance on a later ranking file re-ranks stored snapshots.
+    fx.write("rankings2.csv", "coin_id,timestamp,rank\nbitcoin,2021-01-01T01:59:59Z,9\n");
+    fx.run();
+    assert_eq!(rank(2).as_deref(), Some("9"));
+}
+
+#[test]
+fn traders_keep_the_latest_trade_and_people_without_trades() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write("markets.csv", "coin_id,timestamp,price\nbitcoin,2021-01-01,100\nbitcoin,2021-01-05,200\nethereum,2021-01-01,10\n");
+    fx.write(
+        "people.csv",
+        "person_id,first_name,last_name,email,date_added\n1,Ada,Lovelace,ada@x.org,2020-01-01\n2,Alan,Turing,alan@x.org,\n",
+    );
+    fx.write(
+        "trades.csv",
+        "person_id,timestamp,coin_id,side,quantity,price\n\
+         1,2021-01-03,ethereum,buy,5,10\n\
+         1,2021-01-01,bitcoin,buy,2,100\n\
+         1,2021-01-03,bitcoin,sell,1,150\n",
+    );
+    fx.run();
+    assert_eq!(fx.count("SELECT count(*) FROM traders"), 2);
+    // Two trades share the latest timestamp: the later input line wins.
+    assert_eq!(fx.text("SELECT last_trade_coin_id FROM traders WHERE person_id = 1").as_deref(), Some("bitcoin"));
+    assert_eq!(fx.text("SELECT last_trade_side FROM traders WHERE person_id = 1").as_deref(), Some("sell"));
+    assert_eq!(fx.text("SELECT last_trade_coin_id FROM traders WHERE person_id = 2"), None);
+    assert_eq!(fx.count("SELECT trade_count FROM traders WHERE person_id = 2"), 0);
+    assert_eq!(fx.text("SELECT net_quantity FROM positions WHERE person_id = 1 AND coin_id = 'bitcoin'").as_deref(), Some("1"));
+    assert_eq!(
+        fx.text("SELECT market_value_usd FROM positions WHERE person_id = 1 AND coin_id = 'bitcoin'").as_deref(),
+        Some("200"),
+        "valued at the latest price"
+    );
+}
+
+#[test]
+fn listings_fan_out_and_slugs_become_aliases() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", "id,symbol,name\nbinancecoin,BNB,Binance Coin\n");
+    fx.write(
+        "listing.csv",
+        ",id,name,symbol,rank,price_usd,market_cap_usd,24h_volume_usd,last_updated\n\
+         0,bitcoin,Bitcoin,BTC,1,13000.5,217000000000.0,9000000000.0,1512549589\n\
+         1,binance-coin,Binance Coin,BNB,2,300,,0,1512549589\n\
+         2,crystal-clear,Crystal Clear ,CCT,3,\"1,234.5\",5,6,1512549589\n",
+    );
+    let report = fx.run();
+    assert_reconciles(&report);
+    let f = file(&report, "listing.csv");
+    assert_eq!((f.read, f.loaded, f.zeroed), (3, 3, 1));
+    assert_eq!(fx.count("SELECT count(*) FROM coins"), 3, "no twin for binance-coin");
+    assert_eq!(fx.text("SELECT coin_id FROM coin_aliases WHERE external_id = 'binance-coin'").as_deref(), Some("binancecoin"));
+    assert_eq!(fx.text("SELECT name FROM coins WHERE id = 'crystal-clear'").as_deref(), Some("Crystal Clear"));
+    assert_eq!(fx.text("SELECT price_usd FROM market WHERE coin_id = 'crystal-clear'").as_deref(), Some("1234.5"));
+    assert_eq!(fx.count("SELECT count(*) FROM rankings"), 3);
+    assert_eq!(fx.text("SELECT rank FROM market WHERE coin_id = 'binancecoin'").as_deref(), Some("2"));
+    assert_eq!(fx.text("SELECT volume_24h_usd FROM market WHERE coin_id = 'binancecoin'"), None, "0 is stored as missing");
+}
+
+#[test]
+fn another_run_holding_the_lock_means_exit_4_with_no_wait_lock() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    let mut holder = fx.db.conn();
+    assert!(coinflow_shared::db::try_etl_lock(&mut holder).expect("lock"));
+    let err = coinflow_etl::run(&{
+        let mut o = fx.options();
+        o.no_wait_lock = true;
+        o
+    })
+    .expect_err("locked");
+    assert!(matches!(err, EtlError::Locked));
+    assert_eq!(err.exit_code(), 4);
+    diesel::sql_query("SELECT pg_advisory_unlock_all()").execute(&mut holder).expect("unlock");
+    assert_eq!(fx.run().status, "ok");
+}
+
+#[test]
+fn unreachable_database_is_exit_3_naming_host_and_port() {
+    let fx = Fixture::new();
+    let mut opts = fx.options();
+    opts.database_url = "postgres://nobody:secret@127.0.0.1:1/none".into();
+    opts.db_wait = std::time::Duration::from_millis(600);
+    let err = coinflow_etl::run(&opts).expect_err("unreachable");
+    assert_eq!(err.exit_code(), 3);
+    let message = err.to_string();
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+}
+
+#[test]
+fn runs_left_running_are_marked_abandoned() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    let mut conn = fx.db.conn();
+    diesel::sql_query("INSERT INTO etl_runs (status, pid, host, data_dir) VALUES ('running', 1, 'h', 'd')")
+        .execute(&mut conn)
+        .expect("insert");
+    fx.run();
+    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'abandoned'"), 1);
+    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'ok'"), 1);
+}
+
+#[test]
+fn check_needs_no_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("coins.csv"), COINS).expect("write");
+    std::fs::write(dir.path().join("m.csv"), "coin_id,timestamp,price\nbitcoin,2021-01-01,1\nnocoin,2021-01-01,1\n")
+        .expect("write");
+    let mut opts = coinflow_etl::RunOptions::new("postgres://127.0.0.1:1/none", dir.path());
+    opts.max_reject_ratio = 0.6;
+    let report = coinflow_etl::check(dir.path(), &opts).expect("check");
+    let m = file(&report, "m.csv");
+    assert_eq!((m.read, m.loaded, m.rejected), (2, 1, 1));
+}

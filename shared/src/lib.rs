@@ -1,0 +1,18 @@
+//! coinflow's database home, shared by the ETL and the API.
+//!
+//! - [`schema`]: the diesel schema of the warehouse (generated from `migrations/`).
+//! - [`models`]: row types, `Thing` for reads and `NewThing` for writes.
+//! - [`db`]: connecting, waiting for PostgreSQL, embedded migrations, advisory locks.
+//! - [`config`]: settings from the environment (and `.env`).
+//! - [`logging`]: log4rs set-up from the committed YAML file.
+//! - [`dataset`]: the registry of input datasets and served datasets.
+//! - [`testdb`]: a throwaway, migrated database per test.
+
+pub mod config;
+pub mod cursor;
+pub mod dataset;
+pub mod db;
+pub mod logging;
+pub mod models;
+pub mod schema;
+pub mod testdb;
