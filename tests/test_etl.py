@@ -458,6 +458,14 @@ def test_generated_data_loads_without_rejects(etl: Etl, db: Database, tmp_path: 
     assert_counts_add_up(result.summary)
     assert result.summary["totals"]["rejected"] == 0
     assert all(f["status"] == "loaded" for f in result.summary["files"]), result.summary
+    assert {f["path"]: f["dataset"] for f in result.summary["files"]} == {
+        "coins.csv": "coins",
+        "markets.csv": "markets",
+        "rankings.csv": "rankings",
+        "tickers.csv": "tickers",
+        "people.csv": "people",
+        "trades.csv": "trades",
+    }
     assert db.count("coins") == 10
     assert db.count("market") > 0 and db.count("daily") > 0
     assert db.scalar("SELECT count(*) FROM market WHERE rank IS NOT NULL") > 0, "no snapshot got a rank"
@@ -467,7 +475,7 @@ def test_generated_data_loads_without_rejects(etl: Etl, db: Database, tmp_path: 
 def test_generated_errors_are_rejected_within_the_budget(etl: Etl, db: Database, tmp_path: pathlib.Path):
     out = tmp_path / "generated"
     gen = etl(
-        "generate", "--coins", "10", "--days", "3", "--people", "15", "--seed", "11", "--out", out, "--with-errors"
+        "generate", "--coins", "20", "--days", "10", "--people", "15", "--seed", "11", "--out", out, "--with-errors"
     )
     assert gen.code == 0, gen
 
