@@ -3,6 +3,7 @@
 # serves the API in the foreground (port API_PORT, default 8000).
 #
 #   scripts/run-local.sh
+#   scripts/run-local.sh --debug        # debug build: much faster to compile
 #   DATABASE_URL=postgres://me@localhost/coinflow scripts/run-local.sh
 #
 # DATABASE_URL set: that server is used. Unset: a throwaway PostgreSQL cluster is started
@@ -14,6 +15,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=scripts/lib/pg.sh
 source "$ROOT/scripts/lib/pg.sh"
+
+profile=release
+case ${1:-} in
+    "") ;;
+    --debug) profile=debug ;;
+    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) cf_die "unknown argument $1 (try --help)" ;;
+esac
 
 # .env holds settings the binaries would read anyway; reading it here lets DATABASE_URL
 # from .env decide whether a throwaway cluster is needed. The environment wins.
@@ -35,11 +44,16 @@ if [[ ${DATABASE_URL:-} == *@db:* || ${DATABASE_URL:-} == *@db/* ]]; then
 fi
 
 command -v cargo >/dev/null || cf_die "cargo not found (install Rust with rustup)"
-cf_log "cargo build --release --bins"
-cargo build --release --bins
+if [[ $profile == release ]]; then
+    cf_log "cargo build --release --bins"
+    cargo build --release --bins
+else
+    cf_log "cargo build --bins"
+    cargo build --bins
+fi
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
-etl_bin=$target_dir/release/coinflow-etl
-api_bin=$target_dir/release/coinflow-api
+etl_bin=$target_dir/$profile/coinflow-etl
+api_bin=$target_dir/$profile/coinflow-api
 
 pg_ensure_database_url
 
