@@ -284,7 +284,6 @@ def test_a_cursor_from_an_older_data_version_is_409(
         ("/read/next-chunk", 400),
         ("/no/such/route", 404),
         ("/runs/999999999", 404),
-        ("/runs/abc", 400),
     ],
 )
 def test_bad_read_requests_get_problem_json(served: Served, path: str, status: int):
