@@ -1,0 +1,77 @@
+//! The API's settings, read once from the environment at start-up.
+
+use coinflow_shared::config::{self, ConfigError};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Everything the API needs to start. Built from the environment by [`ApiConfig::from_env`]
+/// in the binary, or directly by tests.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// `DATABASE_URL` (required).
+    pub database_url: String,
+    /// `API_ADDRESS`, default `0.0.0.0`.
+    pub address: IpAddr,
+    /// `API_PORT`, default 8000.
+    pub port: u16,
+    /// `CURSOR_SECRET`: the HMAC key of cursors. `None` makes the API draw a random key
+    /// per process (cursors then do not survive a restart).
+    pub cursor_secret: Option<Vec<u8>>,
+    /// `TASK_OUTPUT_DIR`: where accepted task records are also written, if set.
+    pub task_output_dir: Option<PathBuf>,
+    /// `API_WRITE_TOKEN`: when set, POSTs need `Authorization: Bearer <token>`.
+    pub write_token: Option<String>,
+    /// `API_POOL_SIZE`, default 16.
+    pub pool_size: u32,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password and the secrets are secrets: show only their presence.
+        let (host, port) = coinflow_shared::db::host_port(&self.database_url);
+        f.debug_struct("ApiConfig")
+            .field("database", &format!("{host}:{port}"))
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("cursor_secret", &self.cursor_secret.as_ref().map(|_| "<set>"))
+            .field("task_output_dir", &self.task_output_dir)
+            .field("write_token", &self.write_token.as_ref().map(|_| "<set>"))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl ApiConfig {
+    /// Defaults for everything but the database (what tests start from).
+    pub fn new(database_url: impl Into<String>) -> ApiConfig {
+        ApiConfig {
+            database_url: database_url.into(),
+            address: IpAddr::from([0, 0, 0, 0]),
+            port: 8000,
+            cursor_secret: None,
+            task_output_dir: None,
+            write_token: None,
+            pool_size: 16,
+        }
+    }
+
+    /// Reads `DATABASE_URL`, `API_ADDRESS`, `API_PORT`, `CURSOR_SECRET`,
+    /// `TASK_OUTPUT_DIR`, `API_WRITE_TOKEN` and `API_POOL_SIZE`.
+    pub fn from_env() -> Result<ApiConfig, ConfigError> {
+        let mut cfg = ApiConfig::new(config::database_url()?);
+        cfg.address = config::parsed_or("API_ADDRESS", cfg.address)?;
+        cfg.port = config::parsed_or("API_PORT", cfg.port)?;
+        cfg.pool_size = config::parsed_or("API_POOL_SIZE", cfg.pool_size)?;
+        if cfg.pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "API_POOL_SIZE",
+                value: "0".into(),
+                reason: "the pool needs at least one connection".into(),
+            });
+        }
+        cfg.cursor_secret = config::optional("CURSOR_SECRET").map(String::into_bytes);
+        cfg.task_output_dir = config::optional("TASK_OUTPUT_DIR").map(PathBuf::from);
+        cfg.write_token = config::optional("API_WRITE_TOKEN");
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,76 @@
+//! coinflow's REST API, a Rocket application over the warehouse.
+//!
+//! - [`rocket`] builds the application from an [`ApiConfig`]; `main.rs` only launches it,
+//!   and tests drive the same application through `rocket::local`.
+//! - [`routes`]: one module per resource; [`chunks`]: keyset-paginated, streamed reads;
+//!   [`format`]: JSON / CSV / NDJSON; [`reply`]: responses, ETags.
+//! - [`error`]: the one problem+json error type; [`catchers`]: Rocket's own errors as
+//!   problems; [`fairings`]: the request log.
+//! - [`openapi`]: `/openapi.json` and the offline `/docs`.
+
+pub mod catchers;
+pub mod chunks;
+pub mod config;
+pub mod error;
+pub mod fairings;
+pub mod format;
+pub mod openapi;
+pub mod params;
+pub mod reply;
+pub mod routes;
+pub mod rows;
+pub mod state;
+
+pub use config::ApiConfig;
+
+use coinflow_shared::cursor::CursorCodec;
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use state::AppState;
+use std::io::Read;
+
+/// The application, ready to launch (or to hand to a local test client). Never touches the
+/// database here: the pool connects lazily, so the API starts, and answers 503, while the
+/// database is down.
+pub fn rocket(config: ApiConfig) -> Rocket<Build> {
+    let secret = config.cursor_secret.clone().unwrap_or_else(|| {
+        log::warn!("CURSOR_SECRET is not set: using a random key, so cursors will not survive a restart");
+        random_key()
+    });
+    let state = AppState {
+        pool: coinflow_shared::db::pool(&config.database_url, config.pool_size),
+        codec: CursorCodec::new(&secret),
+        task_output_dir: config.task_output_dir.clone(),
+        write_token: config.write_token.clone(),
+    };
+    // Configured from ApiConfig alone: no Rocket.toml, no ROCKET_* variables.
+    let figment = Figment::from(rocket::Config::default())
+        .merge(("address", config.address))
+        .merge(("port", config.port))
+        .merge(("ident", "coinflow-api"))
+        .merge(("cli_colors", false))
+        .merge(("log_level", rocket::config::LogLevel::Critical));
+    rocket::custom(figment)
+        .manage(state)
+        .attach(fairings::RequestLog)
+        .attach(fairings::ProblemGuard)
+        .mount("/", routes::all())
+        .mount("/", openapi::routes())
+        .register("/", catchers::all())
+}
+
+/// 32 random bytes from the operating system, or (should that fail) from the process's
+/// randomly keyed hasher.
+fn random_key() -> Vec<u8> {
+    let mut key = vec![0u8; 32];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
+    if from_os.is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in key.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+        }
+    }
+    key
+}

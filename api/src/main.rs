@@ -1,0 +1,25 @@
+//! `coinflow-api`: reads its settings from the environment and serves the API.
+
+use std::process::ExitCode;
+
+#[rocket::main]
+async fn main() -> ExitCode {
+    coinflow_shared::config::load_dotenv();
+    // Before Rocket is built, so that Rocket does not install its own logger.
+    coinflow_shared::logging::init();
+    let config = match coinflow_api::ApiConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("coinflow-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("starting with {config:?}");
+    match coinflow_api::rocket(config).launch().await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coinflow-api: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

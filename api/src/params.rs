@@ -1,0 +1,214 @@
+//! What handlers read from a request besides the body: the query parameters (checked
+//! against the names each route accepts, so a typo is a 400 and not silently ignored),
+//! the preferred representation, `If-None-Match`, `Authorization` and `Content-Type`;
+//! and the parsers that turn query values into typed values or a 400.
+
+use crate::error::ApiError;
+use crate::format::Format;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use rocket::http::ContentType;
+use rocket::request::{FromRequest, Outcome, Request};
+use std::convert::Infallible;
+
+/// The largest chunk a client may ask for.
+pub const MAX_SIZE: u32 = 10_000;
+
+/// The request facts handlers need, gathered by one infallible guard.
+pub struct ReqInfo {
+    /// Decoded query parameters, in order.
+    pairs: Vec<(String, String)>,
+    /// The path and query as sent (for ETags).
+    pub uri: String,
+    /// The path alone.
+    pub path: String,
+    /// The representation `Accept` prefers, if it names one we serve.
+    pub accepted: Option<Format>,
+    pub if_none_match: Option<String>,
+    pub authorization: Option<String>,
+    pub content_type: Option<ContentType>,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ReqInfo {
+    type Error = Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let pairs = req
+            .uri()
+            .query()
+            .map(|q| q.segments().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            .unwrap_or_default();
+        let header = |name: &str| req.headers().get_one(name).map(str::to_string);
+        Outcome::Success(ReqInfo {
+            pairs,
+            uri: req.uri().to_string(),
+            path: req.uri().path().to_string(),
+            accepted: req.accept().and_then(Format::from_accept),
+            if_none_match: header("If-None-Match"),
+            authorization: header("Authorization"),
+            content_type: req.content_type().cloned(),
+        })
+    }
+}
+
+impl ReqInfo {
+    /// Fails with 400 on a parameter not in `allowed`, or given twice.
+    pub fn allow(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        for (i, (name, _)) in self.pairs.iter().enumerate() {
+            if !allowed.contains(&name.as_str()) {
+                let accepted = if allowed.is_empty() {
+                    "this endpoint takes no query parameters".to_string()
+                } else {
+                    format!("accepted: {}", allowed.join(", "))
+                };
+                return Err(ApiError::bad_request(format!("unknown query parameter {name:?}; {accepted}")));
+            }
+            if self.pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(ApiError::bad_request(format!("query parameter {name:?} is given more than once")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a parameter, which must not be empty when present.
+    pub fn non_empty(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.get(name) {
+            Some(v) if v.trim().is_empty() => Err(ApiError::bad_request(format!("{name} must not be empty"))),
+            other => Ok(other.map(str::trim)),
+        }
+    }
+
+    /// The negotiated representation.
+    pub fn format(&self) -> Result<Format, ApiError> {
+        Format::negotiate(self.get("format"), self.accepted)
+    }
+}
+
+/// A chunk size: an integer in 1..=10 000.
+pub fn parse_size(value: &str) -> Result<u32, ApiError> {
+    let bad = || ApiError::bad_request(format!("size must be an integer from 1 to {MAX_SIZE}, not {value:?}"));
+    let n: i64 = value.trim().parse().map_err(|_| bad())?;
+    if (1..=i64::from(MAX_SIZE)).contains(&n) {
+        u32::try_from(n).map_err(|_| bad())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Which end of a day a bare date stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEnd {
+    Start,
+    End,
+}
+
+/// An instant given as ISO-8601 (with or without zone; no zone means UTC), a bare date
+/// (its start or its end, as `day_end` says) or unix seconds.
+pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTime<Utc>, ApiError> {
+    let v = value.trim();
+    let bad = || {
+        ApiError::bad_request(format!(
+            "{name} must be an ISO-8601 date-time, a date (YYYY-MM-DD) or unix seconds, not {value:?}"
+        ))
+    };
+    if !v.is_empty() && v.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+        let secs: i64 = v.parse().map_err(|_| bad())?;
+        return DateTime::from_timestamp(secs, 0).ok_or_else(bad);
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        let time = match day_end {
+            DayEnd::Start => NaiveTime::MIN,
+            DayEnd::End => NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).ok_or_else(bad)?,
+        };
+        return Ok(Utc.from_utc_datetime(&date.and_time(time)));
+    }
+    // An unencoded `+` in a query string arrives as a space: `…T10:00:00 02:00`.
+    let repaired = repair_plus(v);
+    let v = repaired.as_deref().unwrap_or(v);
+    if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
+        return Ok(dt.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
+        if let Ok(dt) = DateTime::parse_from_str(v, fmt) {
+            return Ok(dt.with_timezone(&Utc));
+        }
+    }
+    let naive = v.strip_suffix(" UTC").unwrap_or(v);
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
+            return Ok(Utc.from_utc_datetime(&dt));
+        }
+    }
+    Err(bad())
+}
+
+fn repair_plus(v: &str) -> Option<String> {
+    let (head, tail) = v.rsplit_once(' ')?;
+    let zone_like = (tail.len() == 5 && tail.as_bytes().get(2) == Some(&b':')) || tail.len() == 4 || tail.len() == 2;
+    (head.contains('T') && zone_like && tail.bytes().all(|b| b.is_ascii_digit() || b == b':'))
+        .then(|| format!("{head}+{tail}"))
+}
+
+/// A positive integer parameter within `range`.
+pub fn parse_int(name: &str, value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "{name} must be an integer from {} to {}, not {value:?}",
+            range.start(),
+            range.end()
+        ))
+    };
+    let n: i64 = value.trim().parse().map_err(|_| bad())?;
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    #[test]
+    fn sizes_outside_one_to_ten_thousand_are_refused() {
+        assert_eq!(parse_size("1").ok(), Some(1));
+        assert_eq!(parse_size("10000").ok(), Some(10_000));
+        for bad in ["0", "-1", "10001", "abc", "", "1.5", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn instants_in_every_accepted_spelling() {
+        let noon = at("2024-03-01T12:00:00Z");
+        for s in [
+            "2024-03-01T12:00:00Z",
+            "2024-03-01T14:00:00+02:00",
+            "2024-03-01T14:00:00 02:00",
+            "2024-03-01T12:00:00",
+            "2024-03-01 12:00:00",
+            "2024-03-01T12:00",
+            "1709294400",
+        ] {
+            assert_eq!(parse_instant("t", s, DayEnd::End).ok(), Some(noon), "{s}");
+        }
+        assert_eq!(
+            parse_instant("t", "2024-03-01", DayEnd::End).ok(),
+            Some(at("2024-03-01T23:59:59.999999Z"))
+        );
+        assert_eq!(parse_instant("t", "2024-03-01", DayEnd::Start).ok(), Some(at("2024-03-01T00:00:00Z")));
+        for bad in ["yesterday", "2024-13-01", "", "12:00"] {
+            assert!(parse_instant("t", bad, DayEnd::End).is_err(), "{bad:?} accepted");
+        }
+    }
+}

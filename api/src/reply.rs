@@ -1,0 +1,137 @@
+//! Successful responses: a body (bytes, or a stream of byte pieces fed by a blocking
+//! database task), a content type, extra headers, and conditional-request support
+//! (`ETag`, `If-None-Match` → 304).
+
+use crate::error::ApiError;
+use crate::format::Format;
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::stream::ReaderStream;
+use rocket::response::{self, Responder, Response};
+use rocket::tokio::sync::mpsc;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Cursor;
+
+enum Body {
+    Bytes(Vec<u8>),
+    Stream(mpsc::Receiver<Vec<u8>>),
+    Empty,
+}
+
+/// A successful response.
+pub struct Reply {
+    status: Status,
+    content_type: Option<ContentType>,
+    body: Body,
+    headers: Vec<Header<'static>>,
+}
+
+impl Reply {
+    pub fn json<T: Serialize>(value: &T) -> Result<Reply, ApiError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ApiError::internal("encode response", e))?;
+        Ok(Reply::bytes(ContentType::JSON, bytes))
+    }
+
+    pub fn bytes(content_type: ContentType, bytes: Vec<u8>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            content_type: Some(content_type),
+            body: Body::Bytes(bytes),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn formatted(format: Format, bytes: Vec<u8>) -> Reply {
+        Reply::bytes(format.content_type(), bytes)
+    }
+
+    /// A body streamed from pieces sent on `rx`; the response ends when the sender drops.
+    pub fn stream(content_type: ContentType, rx: mpsc::Receiver<Vec<u8>>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            content_type: Some(content_type),
+            body: Body::Stream(rx),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn not_modified(etag: &str) -> Reply {
+        Reply {
+            status: Status::NotModified,
+            content_type: None,
+            body: Body::Empty,
+            headers: vec![Header::new("ETag", etag.to_string())],
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push(Header::new(name, value.into()));
+        self
+    }
+
+    pub fn etag(self, etag: &str) -> Reply {
+        self.header("ETag", etag.to_string())
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Reply {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Response::build();
+        response.status(self.status);
+        if let Some(ct) = self.content_type {
+            response.header(ct);
+        }
+        for header in self.headers {
+            response.header_adjoin(header);
+        }
+        match self.body {
+            Body::Bytes(bytes) => {
+                response.sized_body(bytes.len(), Cursor::new(bytes));
+            }
+            Body::Stream(rx) => {
+                let pieces = rocket::futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|piece| (Cursor::new(piece), rx))
+                });
+                response.streamed_body(ReaderStream::from(pieces));
+            }
+            Body::Empty => {}
+        }
+        Ok(response.finalize())
+    }
+}
+
+/// A strong entity tag from the parts that determine a response's bytes.
+pub fn etag(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// Whether an `If-None-Match` header value matches `etag` (weak comparison, `*` matches).
+pub fn none_match(header: Option<&str>, etag: &str) -> bool {
+    let Some(header) = header else { return false };
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    header.split(',').any(|candidate| candidate.trim() == "*" || bare(candidate) == bare(etag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_lists() {
+        let tag = etag(&["market", "3", "/read/market"]);
+        assert!(none_match(Some(&tag), &tag));
+        assert!(none_match(Some(&format!("\"x\", W/{tag}")), &tag));
+        assert!(none_match(Some("*"), &tag));
+        assert!(!none_match(Some("\"other\""), &tag));
+        assert!(!none_match(None, &tag));
+        assert_ne!(tag, etag(&["market", "4", "/read/market"]));
+    }
+}

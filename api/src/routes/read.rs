@@ -1,0 +1,114 @@
+//! Chunked reads of the served datasets: `GET /read/first-chunk`, `GET /read/next-chunk`
+//! and `GET /read/{dataset}`. The work is done by [`crate::chunks`].
+
+use crate::chunks::{plan_from_request, serve, Source};
+use crate::error::ApiError;
+use crate::params::ReqInfo;
+use crate::reply::Reply;
+use crate::state::AppState;
+use coinflow_shared::dataset::Served;
+use rocket::State;
+
+const READ_PARAMS: [&str; 8] = ["dataset", "size", "cursor", "coin", "from", "to", "run", "format"];
+
+fn served(name: &str) -> Result<Source, ApiError> {
+    Served::from_name(name).map(Source::Served).ok_or_else(|| {
+        let known: Vec<&str> = Served::ALL.iter().map(|s| s.name()).collect();
+        ApiError::NotFound(format!("unknown dataset {name:?}; datasets: {}", known.join(", ")))
+    })
+}
+
+/// The first chunk of a dataset (`market` unless `dataset=`).
+#[utoipa::path(get, path = "/read/first-chunk", tag = "read",
+    params(
+        ("dataset" = Option<String>, Query, description = "market (default), daily, coins, coin_exchanges, traders, positions or rejects"),
+        ("size" = Option<u32>, Query, description = "rows per chunk, 1..=10000, default 10"),
+        ("coin" = Option<String>, Query, description = "only this coin (market, daily, coin_exchanges, positions)"),
+        ("from" = Option<String>, Query, description = "from this instant, inclusive (market, daily): ISO-8601, date or unix seconds"),
+        ("to" = Option<String>, Query, description = "up to this instant, inclusive (market, daily); a bare date means its end"),
+        ("run" = Option<i64>, Query, description = "only this ETL run (rejects)"),
+        ("format" = Option<String>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
+    ),
+    responses(
+        (status = 200, description = "A chunk: `{dataset, version, size, data, next_cursor, has_more}` (JSON), or rows as CSV/NDJSON; `Link: <…>; rel=\"next\"` when more follow",
+            content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "Bad query value or unknown parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+#[rocket::get("/read/first-chunk")]
+pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+    info.allow(&["dataset", "size", "coin", "from", "to", "run", "format"])?;
+    let source = served(info.non_empty("dataset")?.unwrap_or("market"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let plan = plan_from_request(&state.codec, &info, Some(source), "/read/next-chunk".into())?;
+    serve(&state.pool, &state.codec, plan).await
+}
+
+/// The chunk after a cursor (of any dataset).
+#[utoipa::path(get, path = "/read/next-chunk", tag = "read",
+    params(
+        ("cursor" = String, Query, description = "next_cursor of the previous chunk"),
+        ("format" = Option<String>, Query, description = "json (default), csv or ndjson"),
+    ),
+    responses(
+        (status = 200, description = "The next chunk", content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "Missing, garbage or tampered cursor", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The dataset changed since the cursor was issued", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+#[rocket::get("/read/next-chunk")]
+pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+    info.allow(&["cursor", "size", "format"])?;
+    if info.non_empty("cursor")?.is_none() {
+        return Err(ApiError::bad_request("cursor is required (the next_cursor of the previous chunk)"));
+    }
+    let plan = plan_from_request(&state.codec, &info, None, "/read/next-chunk".into())?;
+    serve(&state.pool, &state.codec, plan).await
+}
+
+/// Any served dataset in its key order: market (coin_id, ts), daily (coin_id, day),
+/// coins (id), coin_exchanges (coin_id), traders (person_id), positions (person_id,
+/// coin_id), rejects (run_id, file, line).
+#[utoipa::path(get, path = "/read/{dataset}", tag = "read",
+    params(
+        ("dataset" = String, Path, description = "market, daily, coins, coin_exchanges, traders, positions or rejects"),
+        ("size" = Option<u32>, Query, description = "rows per chunk, 1..=10000, default 10"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous chunk"),
+        ("coin" = Option<String>, Query, description = "only this coin (market, daily, coin_exchanges, positions)"),
+        ("from" = Option<String>, Query, description = "from this instant, inclusive (market, daily)"),
+        ("to" = Option<String>, Query, description = "up to this instant, inclusive (market, daily)"),
+        ("run" = Option<i64>, Query, description = "only this ETL run (rejects)"),
+        ("format" = Option<String>, Query, description = "json (default), csv or ndjson"),
+    ),
+    responses(
+        (status = 200, description = "A chunk", content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "Bad query value, unknown parameter, tampered cursor", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown dataset", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The dataset changed since the cursor was issued", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+#[rocket::get("/read/<dataset>")]
+pub async fn dataset(state: &State<AppState>, dataset: &str, info: ReqInfo) -> Result<Reply, ApiError> {
+    let source = served(dataset)?;
+    info.allow(&READ_PARAMS[1..])?;
+    let plan = plan_from_request(&state.codec, &info, Some(source), format!("/read/{}", source.name()))?;
+    serve(&state.pool, &state.codec, plan).await
+}
+
+/// The JSON shape of a chunk (documentation only; chunks are written as a stream).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ChunkDoc {
+    pub dataset: String,
+    /// The dataset's data version.
+    pub version: i64,
+    /// The chunk size.
+    pub size: u32,
+    /// The rows, in key order.
+    pub data: Vec<serde_json::Value>,
+    /// Pass to `/read/next-chunk?cursor=`; null on the last chunk.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}

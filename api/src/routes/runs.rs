@@ -1,0 +1,178 @@
+//! `GET /runs` and `GET /runs/{id}`: the ETL ledger, with per-file counts.
+
+use crate::error::ApiError;
+use crate::params::{parse_int, ReqInfo};
+use crate::state::AppState;
+use chrono::{DateTime, Utc};
+use coinflow_shared::models::{EtlFile, EtlRun};
+use coinflow_shared::schema::{etl_files, etl_runs};
+use diesel::prelude::*;
+use rocket::serde::json::Json;
+use rocket::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Counts of one file or of a whole run.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Counts {
+    pub rows_read: i64,
+    pub loaded: i64,
+    pub duplicate: i64,
+    pub updated: i64,
+    pub rejected: i64,
+    pub zeroed: i64,
+}
+
+/// One input file of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileView {
+    pub path: String,
+    pub dataset: Option<String>,
+    /// `loaded`, `set_aside` or `unrecognized`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// An ETL run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    pub id: i64,
+    /// `running`, `ok`, `partial`, `failed` or `abandoned`.
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub host: String,
+    pub data_dir: String,
+    pub message: Option<String>,
+    pub totals: Counts,
+    pub files: Vec<FileView>,
+    /// The run's full summary (only on `/runs/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    pub data: Vec<RunView>,
+}
+
+fn view(run: EtlRun, files: Vec<EtlFile>, with_summary: bool) -> RunView {
+    let mut totals = Counts::default();
+    let files = files
+        .into_iter()
+        .map(|f| {
+            totals.rows_read += f.rows_read;
+            totals.loaded += f.loaded;
+            totals.duplicate += f.duplicate;
+            totals.updated += f.updated;
+            totals.rejected += f.rejected;
+            totals.zeroed += f.zeroed;
+            FileView {
+                path: f.path,
+                dataset: f.dataset,
+                status: f.status,
+                reason: f.reason,
+                sha256: f.sha256,
+                size_bytes: f.size_bytes,
+                seconds: f.seconds,
+                counts: Counts {
+                    rows_read: f.rows_read,
+                    loaded: f.loaded,
+                    duplicate: f.duplicate,
+                    updated: f.updated,
+                    rejected: f.rejected,
+                    zeroed: f.zeroed,
+                },
+            }
+        })
+        .collect();
+    RunView {
+        id: run.id,
+        status: run.status,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        host: run.host,
+        data_dir: run.data_dir,
+        message: run.message,
+        totals,
+        files,
+        summary: if with_summary { run.summary } else { None },
+    }
+}
+
+fn files_of(conn: &mut PgConnection, run_ids: &[i64]) -> QueryResult<Vec<EtlFile>> {
+    etl_files::table
+        .filter(etl_files::run_id.eq_any(run_ids))
+        .order((etl_files::run_id, etl_files::id))
+        .select(EtlFile::as_select())
+        .load(conn)
+}
+
+/// ETL runs, newest first.
+#[utoipa::path(get, path = "/runs", tag = "runs",
+    params(("limit" = Option<u32>, Query, description = "how many runs, 1..=1000, default 100")),
+    responses(
+        (status = 200, description = "Runs with their files and counts", body = RunList),
+        (status = 400, description = "Bad limit or unknown parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+#[rocket::get("/runs")]
+pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList>, ApiError> {
+    info.allow(&["limit"])?;
+    let limit = info.get("limit").map(|v| parse_int("limit", v, 1..=1000)).transpose()?.unwrap_or(100);
+    let data = state
+        .db(move |conn| {
+            let runs: Vec<EtlRun> = etl_runs::table
+                .order(etl_runs::id.desc())
+                .limit(limit)
+                .select(EtlRun::as_select())
+                .load(conn)?;
+            let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+            let mut files = files_of(conn, &ids)?;
+            Ok(runs
+                .into_iter()
+                .map(|run| {
+                    let (mine, rest): (Vec<EtlFile>, Vec<EtlFile>) = files.drain(..).partition(|f| f.run_id == run.id);
+                    files = rest;
+                    view(run, mine, false)
+                })
+                .collect())
+        })
+        .await?;
+    Ok(Json(RunList { data }))
+}
+
+/// One ETL run with its summary.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs",
+    params(("id" = i64, Path, description = "run id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 400, description = "The id is not a number", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+#[rocket::get("/runs/<id>")]
+pub async fn one(state: &State<AppState>, id: &str, info: ReqInfo) -> Result<Json<RunView>, ApiError> {
+    info.allow(&[])?;
+    let id = parse_int("run id", id, 1..=i64::MAX)?;
+    let run = state
+        .db(move |conn| {
+            let run: EtlRun = etl_runs::table
+                .find(id)
+                .select(EtlRun::as_select())
+                .first(conn)
+                .map_err(|e| match e {
+                    diesel::result::Error::NotFound => ApiError::NotFound(format!("there is no ETL run {id}")),
+                    other => other.into(),
+                })?;
+            let files = files_of(conn, &[id])?;
+            Ok(view(run, files, true))
+        })
+        .await?;
+    Ok(Json(run))
+}

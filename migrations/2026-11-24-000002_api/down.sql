@@ -1,0 +1,1 @@
+DROP INDEX positions_coin_person_idx;
