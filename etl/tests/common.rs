@@ -76,11 +76,11 @@ impl Fixture {
     }
 
     /// (line, column, reason) of every reject of a file, by line.
-    pub fn rejects(&self, file: &str) -> Vec<(i64, Option<String>, String)> {
+    pub fn rejects(&self, path: &str) -> Vec<(i64, Option<String>, String)> {
         use coinflow_shared::schema::etl_rejects::dsl::*;
         let mut conn = self.db.conn();
         etl_rejects
-            .filter(coinflow_shared::schema::etl_rejects::file.eq(file))
+            .filter(file.eq(path))
             .order(line)
             .select((line, column_name, reason))
             .load(&mut conn)
@@ -88,7 +88,7 @@ impl Fixture {
     }
 }
 
-pub const COINS: &str = "id,symbol,name\nbitcoin,BTC,Bitcoin\nethereum,ETH,Ethereum\nthorchain,RUNE,THORChain\nrune,RUNE,Rune\n";
+pub const COINS: &str = "id,symbol,name\nbitcoin,BTC,Bitcoin\nethereum,ETH,Ethereum\nthorchain,RUNE,THORChain\nrune-token,RUNE,Rune Token\n";
 
 /// Every file's counts add up to its rows read.
 pub fn assert_reconciles(report: &RunReport) {

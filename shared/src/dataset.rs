@@ -268,10 +268,18 @@ fn map_for(header: &[String], dataset: Dataset) -> HashMap<Column, usize> {
 
 /// Recognises a header. `file_name` is used for one thing only: a markets header without
 /// a coin column in a `<symbol>-usd-max.csv` file takes its coin from that symbol.
+///
+/// One refinement of "first dataset whose required columns are present": a header with
+/// a person column belongs to a dataset about people. Without it a trades export, which
+/// carries coin, timestamp and price, would be read as price snapshots.
 pub fn detect(header: &[&str], file_name: &str) -> Option<Detected> {
     let normalized: Vec<String> = header.iter().map(|h| normalize_header_cell(h)).collect();
     for dataset in Dataset::DETECTION_ORDER {
         let mut columns = map_for(&normalized, dataset);
+        let about_people = dataset.required().contains(&Column::PersonId);
+        if columns.contains_key(&Column::PersonId) && !about_people {
+            continue;
+        }
         // A price alias (close) must not also count as the candle close it came from.
         if dataset == Dataset::Markets && columns.get(&Column::Price) == columns.get(&Column::Close) {
             columns.remove(&Column::Close);
@@ -454,6 +462,11 @@ mod tests {
         assert_eq!(
             detect_str("person_id,timestamp,stock,side,quantity,price", "t.csv").map(|d| d.dataset),
             Some(Dataset::Trades)
+        );
+        assert_eq!(
+            detect_str("person_id,timestamp,coin_id,side,quantity,price", "t.csv").map(|d| d.dataset),
+            Some(Dataset::Trades),
+            "a trades file with a price is not a markets file"
         );
         assert_eq!(
             detect_str("coin_id,exchange_id,base,target", "t.csv").map(|d| d.dataset),
