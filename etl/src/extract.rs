@@ -178,7 +178,10 @@ impl Records {
 
 /// The date order of the timestamp-typed columns of a file, decided from all of the
 /// column's slash dates (SPEC §2). Only files that contain a `/` are scanned.
-pub fn date_orders(path: &Path, detected: &Detected) -> Result<(DateOrder, DateOrder), ExtractError> {
+pub fn date_orders(
+    path: &Path,
+    detected: &Detected,
+) -> Result<(DateOrder, DateOrder), ExtractError> {
     if !contains_byte(path, b'/')? {
         return Ok((DateOrder::MonthFirst, DateOrder::MonthFirst));
     }
@@ -189,7 +192,10 @@ pub fn date_orders(path: &Path, detected: &Detected) -> Result<(DateOrder, DateO
     let _ = records.header()?;
     while let Some((_, record)) = records.next_record()? {
         for (index, vote) in [(ts, &mut ts_vote), (added, &mut added_vote)] {
-            if let Some(value) = index.and_then(|i| record.get(i)).and_then(|b| std::str::from_utf8(b).ok()) {
+            if let Some(value) = index
+                .and_then(|i| record.get(i))
+                .and_then(|b| std::str::from_utf8(b).ok())
+            {
                 vote.observe(value);
             }
         }
@@ -214,6 +220,9 @@ fn contains_byte(path: &Path, needle: u8) -> Result<bool, ExtractError> {
 /// Recognises a header; `None` when it fits no dataset.
 pub fn detect(header: &[String], path: &Path) -> Option<Detected> {
     let cells: Vec<&str> = header.iter().map(String::as_str).collect();
-    let file_name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     dataset::detect(&cells, &file_name)
 }

@@ -24,10 +24,40 @@ pub struct GenerateOptions {
 }
 
 const EXCHANGES: &[&str] = &[
-    "binance", "coinbase", "kraken", "bitfinex", "bitstamp", "huobi", "okx", "kucoin", "gate", "bybit",
-    "gemini", "bittrex", "poloniex", "bitget", "mexc", "crypto_com", "upbit", "bithumb", "bitflyer", "coincheck",
-    "lbank", "hitbtc", "probit", "bitmart", "whitebit", "ascendex", "phemex", "digifinex", "coinex", "bingx",
-    "uniswap", "pancakeswap", "sushiswap", "curve",
+    "binance",
+    "coinbase",
+    "kraken",
+    "bitfinex",
+    "bitstamp",
+    "huobi",
+    "okx",
+    "kucoin",
+    "gate",
+    "bybit",
+    "gemini",
+    "bittrex",
+    "poloniex",
+    "bitget",
+    "mexc",
+    "crypto_com",
+    "upbit",
+    "bithumb",
+    "bitflyer",
+    "coincheck",
+    "lbank",
+    "hitbtc",
+    "probit",
+    "bitmart",
+    "whitebit",
+    "ascendex",
+    "phemex",
+    "digifinex",
+    "coinex",
+    "bingx",
+    "uniswap",
+    "pancakeswap",
+    "sushiswap",
+    "curve",
 ];
 
 const REAL: &[(&str, &str, &str, f64)] = &[
@@ -42,17 +72,54 @@ const REAL: &[(&str, &str, &str, f64)] = &[
 ];
 
 const SYLLABLES: &[&str] = &[
-    "zen", "tor", "lum", "ka", "vex", "ora", "nix", "qua", "ri", "sol", "tra", "mo", "dex", "fi", "glo", "ber", "xy",
-    "pha", "neo", "chain", "bit", "coin", "ly", "ra", "vo", "sta", "mint", "flux", "arc", "io",
+    "zen", "tor", "lum", "ka", "vex", "ora", "nix", "qua", "ri", "sol", "tra", "mo", "dex", "fi",
+    "glo", "ber", "xy", "pha", "neo", "chain", "bit", "coin", "ly", "ra", "vo", "sta", "mint",
+    "flux", "arc", "io",
 ];
 
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Radia", "Edsger", "Frances", "John",
-    "Katherine", "Tim", "Hedy", "Guido", "Sophie", "Bjarne", "Anita", "Donald",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Linus",
+    "Barbara",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Edsger",
+    "Frances",
+    "John",
+    "Katherine",
+    "Tim",
+    "Hedy",
+    "Guido",
+    "Sophie",
+    "Bjarne",
+    "Anita",
+    "Donald",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie", "Perlman", "Dijkstra",
-    "Allen", "McCarthy", "Johnson", "Berners-Lee", "Lamarr", "van Rossum", "Wilson", "Stroustrup", "Borg", "Knuth",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Liskov",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Dijkstra",
+    "Allen",
+    "McCarthy",
+    "Johnson",
+    "Berners-Lee",
+    "Lamarr",
+    "van Rossum",
+    "Wilson",
+    "Stroustrup",
+    "Borg",
+    "Knuth",
 ];
 
 struct CoinSpec {
@@ -83,15 +150,27 @@ fn coin_specs(rng: &mut ChaCha8Rng, n: usize) -> Vec<CoinSpec> {
                 used.insert(id.clone());
             }
             let mut chars = name.chars();
-            let title = chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default();
-            let symbol: String = name.chars().filter(|c| c.is_ascii_alphabetic()).take(4).collect::<String>().to_uppercase();
+            let title = chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default();
+            let symbol: String = name
+                .chars()
+                .filter(|c| c.is_ascii_alphabetic())
+                .take(4)
+                .collect::<String>()
+                .to_uppercase();
             // log-uniform starting price between 0.0001 and 500
             let price = 10f64.powf(rng.random_range(-4.0..2.7));
             (id, symbol, title, price)
         };
         used.insert(id.clone());
         let supply = 10f64.powf(rng.random_range(6.0..11.0));
-        let volatility = if symbol == "USDT" { 0.0005 } else { rng.random_range(0.002..0.02) };
+        let volatility = if symbol == "USDT" {
+            0.0005
+        } else {
+            rng.random_range(0.002..0.02)
+        };
         specs.push(CoinSpec {
             id,
             symbol,
@@ -125,7 +204,10 @@ fn round_sig(x: f64, digits: i32) -> f64 {
 }
 
 fn create(dir: &Path, name: &str) -> std::io::Result<BufWriter<File>> {
-    Ok(BufWriter::with_capacity(1 << 20, File::create(dir.join(name))?))
+    Ok(BufWriter::with_capacity(
+        1 << 20,
+        File::create(dir.join(name))?,
+    ))
 }
 
 /// Writes coins.csv, markets.csv, rankings.csv, tickers.csv, people.csv, trades.csv.
@@ -144,9 +226,13 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<(String, u64)>> {
     w.flush()?;
     counts.push(("coins.csv".to_string(), specs.len() as u64));
 
-    let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let start = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     let step = ChronoDuration::minutes(i64::from(opts.interval_minutes.max(1)));
-    let steps = (i64::from(opts.days) * 24 * 60 / i64::from(opts.interval_minutes.max(1))).max(1) as usize;
+    let steps =
+        (i64::from(opts.days) * 24 * 60 / i64::from(opts.interval_minutes.max(1))).max(1) as usize;
     let mut markets = create(&opts.out, "markets.csv")?;
     let mut rankings = create(&opts.out, "rankings.csv")?;
     writeln!(markets, "coin_id,timestamp,price,market_cap,volume_24h")?;
@@ -188,7 +274,14 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<(String, u64)>> {
             }
             n_markets += 1;
             let observed = ts - ChronoDuration::seconds(rng.random_range(1..=30));
-            writeln!(rankings, "{},{},{},{}", c.id, iso(observed), rank_table[k][s], volume)?;
+            writeln!(
+                rankings,
+                "{},{},{},{}",
+                c.id,
+                iso(observed),
+                rank_table[k][s],
+                volume
+            )?;
             n_rankings += 1;
         }
     }
@@ -231,8 +324,16 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<(String, u64)>> {
         );
         let added = start - ChronoDuration::days(rng.random_range(1..700));
         // Names with commas or quotes exercise CSV quoting.
-        let last_field = if last.contains(' ') { format!("\"{last}\"") } else { last.to_string() };
-        writeln!(w, "{p},{first},{last_field},{email},{}", added.format("%Y-%m-%d"))?;
+        let last_field = if last.contains(' ') {
+            format!("\"{last}\"")
+        } else {
+            last.to_string()
+        };
+        writeln!(
+            w,
+            "{p},{first},{last_field},{email},{}",
+            added.format("%Y-%m-%d")
+        )?;
     }
     w.flush()?;
     counts.push(("people.csv".to_string(), opts.people as u64));
@@ -248,11 +349,24 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<(String, u64)>> {
             let ts = start + step * s as i32 + ChronoDuration::seconds(rng.random_range(0..60));
             let side = if rng.random_bool(0.7) { "buy" } else { "sell" };
             let price = round_sig(last_prices[k][s] * (1.0 + 0.002 * normal(&mut rng)), 10);
-            let quantity = round_sig(rng.random_range(10.0..5_000.0) / last_prices[k][s].max(1e-9), 6);
+            let quantity = round_sig(
+                rng.random_range(10.0..5_000.0) / last_prices[k][s].max(1e-9),
+                6,
+            );
             if opts.with_errors && rng.random_range(0..200) == 0 {
-                writeln!(w, "{p},{},{},{side},-{quantity},{price}", iso(ts), specs[k].id)?;
+                writeln!(
+                    w,
+                    "{p},{},{},{side},-{quantity},{price}",
+                    iso(ts),
+                    specs[k].id
+                )?;
             } else {
-                writeln!(w, "{p},{},{},{side},{quantity},{price}", iso(ts), specs[k].id)?;
+                writeln!(
+                    w,
+                    "{p},{},{},{side},{quantity},{price}",
+                    iso(ts),
+                    specs[k].id
+                )?;
             }
             n += 1;
         }
@@ -262,7 +376,12 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<(String, u64)>> {
     Ok(counts)
 }
 
-fn write_bad_market(w: &mut impl Write, rng: &mut ChaCha8Rng, coin: &str, ts: DateTime<Utc>) -> std::io::Result<()> {
+fn write_bad_market(
+    w: &mut impl Write,
+    rng: &mut ChaCha8Rng,
+    coin: &str,
+    ts: DateTime<Utc>,
+) -> std::io::Result<()> {
     match rng.random_range(0..5) {
         0 => writeln!(w, "{coin},{},-1.5,1000,10", iso(ts)),
         1 => writeln!(w, "{coin},not-a-date,1.5,1000,10"),
@@ -291,7 +410,11 @@ mod tests {
     #[test]
     fn same_seed_same_bytes_other_seed_other_bytes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
         let counts = generate(&opts(7, a.clone())).expect("generate");
         generate(&opts(7, b.clone())).expect("generate");
         generate(&opts(8, c.clone())).expect("generate");
@@ -299,7 +422,10 @@ mod tests {
             let read = |d: &Path| std::fs::read(d.join(name)).expect("read");
             assert_eq!(read(&a), read(&b), "{name}");
         }
-        assert_ne!(std::fs::read(a.join("markets.csv")).ok(), std::fs::read(c.join("markets.csv")).ok());
+        assert_ne!(
+            std::fs::read(a.join("markets.csv")).ok(),
+            std::fs::read(c.join("markets.csv")).ok()
+        );
         assert_eq!(counts[1], ("markets.csv".to_string(), 5 * 48));
     }
 }

@@ -24,7 +24,9 @@ pub use report::RunReport;
 /// Parses a duration such as `60s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     let s = raw.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()

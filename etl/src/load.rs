@@ -4,12 +4,12 @@
 //! transform's output; the ledger records runs, files and rejects. Everything a run
 //! writes to data tables commits in one transaction with its `etl_files` rows.
 
-use crate::rows::{self, Batch, Rejection};
 use crate::resolve::NewCoin;
+use crate::rows::{self, Batch, Rejection};
 use coinflow_shared::dataset::Dataset;
 use coinflow_shared::schema::{coin_aliases, coins, etl_files, etl_rejects, etl_runs};
-use diesel::pg::PgConnection;
 use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use std::collections::BTreeSet;
@@ -42,7 +42,9 @@ pub fn stage(conn: &mut PgConnection, batch: &Batch) -> QueryResult<()> {
     macro_rules! copy {
         ($table:expr, $rows:expr) => {
             for chunk in $rows.chunks(COPY_CHUNK) {
-                diesel::copy_from($table).from_insertable(chunk).execute(conn)?;
+                diesel::copy_from($table)
+                    .from_insertable(chunk)
+                    .execute(conn)?;
             }
         };
     }
@@ -97,14 +99,26 @@ const MERGE_CANDLES: Merge = Merge {
     stage: "stg_candles",
     target: "candles",
     keys: &[("coin_id", false), ("ts", false)],
-    values: &["open", "high", "low", "close", "volume_usd", "market_cap_usd"],
+    values: &[
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume_usd",
+        "market_cap_usd",
+    ],
     conflict: "(coin_id, ts)",
     ordered_insert: false,
 };
 const MERGE_TICKERS: Merge = Merge {
     stage: "stg_tickers",
     target: "tickers",
-    keys: &[("coin_id", false), ("exchange", false), ("base", false), ("target", false)],
+    keys: &[
+        ("coin_id", false),
+        ("exchange", false),
+        ("base", false),
+        ("target", false),
+    ],
     values: &[],
     conflict: "(coin_id, exchange, base, target)",
     ordered_insert: false,
@@ -211,7 +225,8 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
     conn.batch_execute(&classify)?;
     let mut counts = MergeCounts::default();
     let classes: Vec<ClassCount> =
-        diesel::sql_query("SELECT class, count(*) AS n FROM merge_classes GROUP BY class").load(conn)?;
+        diesel::sql_query("SELECT class, count(*) AS n FROM merge_classes GROUP BY class")
+            .load(conn)?;
     for c in classes {
         let n = c.n as u64;
         match c.class.as_str() {
@@ -221,7 +236,8 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
         }
     }
     let changed: Vec<Key> =
-        diesel::sql_query("SELECT DISTINCT key FROM merge_classes WHERE class <> 'duplicate'").load(conn)?;
+        diesel::sql_query("SELECT DISTINCT key FROM merge_classes WHERE class <> 'duplicate'")
+            .load(conn)?;
     counts.changed_keys = changed.into_iter().map(|k| k.key).collect();
 
     let all: Vec<&str> = keys.iter().chain(m.values.iter()).copied().collect();
@@ -237,7 +253,11 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
     let action = if m.values.is_empty() {
         "DO NOTHING".to_string()
     } else {
-        let set: Vec<String> = m.values.iter().map(|v| format!("{v} = EXCLUDED.{v}")).collect();
+        let set: Vec<String> = m
+            .values
+            .iter()
+            .map(|v| format!("{v} = EXCLUDED.{v}"))
+            .collect();
         format!(
             "DO UPDATE SET {} WHERE {} IS DISTINCT FROM {}",
             set.join(", "),
@@ -365,7 +385,12 @@ struct NewReject<'a> {
 }
 
 /// Stores rejects of one file with binary COPY.
-pub fn store_rejects(conn: &mut PgConnection, run_id: i64, file: &str, rejects: &[Rejection]) -> QueryResult<()> {
+pub fn store_rejects(
+    conn: &mut PgConnection,
+    run_id: i64,
+    file: &str,
+    rejects: &[Rejection],
+) -> QueryResult<()> {
     for chunk in rejects.chunks(COPY_CHUNK) {
         let rows: Vec<NewReject<'_>> = chunk
             .iter()
@@ -476,7 +501,10 @@ pub fn bump_versions(conn: &mut PgConnection, datasets: &[&str]) -> QueryResult<
         return Ok(());
     }
     diesel::update(dv::data_versions.filter(dv::dataset.eq_any(datasets)))
-        .set((dv::version.eq(dv::version + 1), dv::updated_at.eq(diesel::dsl::now)))
+        .set((
+            dv::version.eq(dv::version + 1),
+            dv::updated_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)
         .map(|_| ())
 }

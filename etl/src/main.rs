@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "coinflow-etl", version, about = "Load crypto-market CSV exports into the coinflow warehouse")]
+#[command(
+    name = "coinflow-etl",
+    version,
+    about = "Load crypto-market CSV exports into the coinflow warehouse"
+)]
 struct Cli {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -107,10 +111,17 @@ impl From<DateOrderArg> for DateOrder {
     }
 }
 
-fn run_options(cli_url: Option<&str>, db_wait: Duration, args: &RunArgs) -> Result<RunOptions, String> {
+fn run_options(
+    cli_url: Option<&str>,
+    db_wait: Duration,
+    args: &RunArgs,
+) -> Result<RunOptions, String> {
     let url = cli_url.ok_or("DATABASE_URL is not set (or pass --database-url)")?;
     if !(0.0..=1.0).contains(&args.max_reject_ratio) {
-        return Err(format!("--max-reject-ratio must be within 0..1, got {}", args.max_reject_ratio));
+        return Err(format!(
+            "--max-reject-ratio must be within 0..1, got {}",
+            args.max_reject_ratio
+        ));
     }
     let mut opts = RunOptions::new(url, &args.data_dir);
     opts.db_wait = db_wait;
@@ -154,7 +165,11 @@ fn main() -> ExitCode {
     match cli.command {
         None => run_once(url, cli.db_wait, &cli.run),
         Some(Command::Run(args)) => run_once(url, cli.db_wait, &args),
-        Some(Command::Check { dir, max_reject_ratio, date_order }) => {
+        Some(Command::Check {
+            dir,
+            max_reject_ratio,
+            date_order,
+        }) => {
             let mut opts = RunOptions::new("", &dir);
             opts.max_reject_ratio = max_reject_ratio;
             opts.date_order = date_order.map(Into::into);
@@ -171,8 +186,24 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Watch { interval, run }) => watch(url, cli.db_wait, &run, interval),
-        Some(Command::Generate { coins, days, people, seed, out, interval_minutes, with_errors }) => {
-            let opts = GenerateOptions { coins, days, people, seed, out, interval_minutes, with_errors };
+        Some(Command::Generate {
+            coins,
+            days,
+            people,
+            seed,
+            out,
+            interval_minutes,
+            with_errors,
+        }) => {
+            let opts = GenerateOptions {
+                coins,
+                days,
+                people,
+                seed,
+                out,
+                interval_minutes,
+                with_errors,
+            };
             match generate(&opts) {
                 Ok(counts) => {
                     for (file, rows) in counts {

@@ -95,8 +95,14 @@ struct Planned {
 }
 
 enum PlanKind {
-    Dataset { detected: Detected, header: Vec<String> },
-    Unrecognized { reason: String, header: Option<String> },
+    Dataset {
+        detected: Detected,
+        header: Vec<String>,
+    },
+    Unrecognized {
+        reason: String,
+        header: Option<String>,
+    },
 }
 
 impl Planned {
@@ -121,7 +127,10 @@ fn plan(file: InputFile) -> Result<Planned, ExtractError> {
             header: None,
         },
         Header::Cells(cells) => match extract::detect(&cells, &file.path) {
-            Some(detected) => PlanKind::Dataset { detected, header: cells },
+            Some(detected) => PlanKind::Dataset {
+                detected,
+                header: cells,
+            },
             None => PlanKind::Unrecognized {
                 reason: format!("header fits no dataset: {}", cells.join(",")),
                 header: Some(cells.join(",")),
@@ -176,7 +185,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
             log::error!("run {run_id} failed, nothing from it was committed: {e}");
             let message = e.to_string();
             let summary = serde_json::json!({ "error": message });
-            if let Err(ledger) = load::finish_run(&mut conn, run_id, "failed", Some(&message), &summary) {
+            if let Err(ledger) =
+                load::finish_run(&mut conn, run_id, "failed", Some(&message), &summary)
+            {
                 log::error!("could not mark run {run_id} failed: {ledger}");
             }
             Err(e)
@@ -198,17 +209,28 @@ fn known_from_db(conn: &mut PgConnection) -> QueryResult<Known> {
     for (external, coin) in &aliases {
         known.coins.insert_alias(external, coin);
     }
-    known.people = people::table.select(people::person_id).load::<i64>(conn)?.into_iter().collect();
+    known.people = people::table
+        .select(people::person_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
     Ok(known)
 }
 
 fn is_forced(opts: &RunOptions, file: &InputFile) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let target = canonical(&file.path);
-    opts.force.iter().any(|f| canonical(f) == target || f.as_os_str() == file.name.as_str())
+    opts.force
+        .iter()
+        .any(|f| canonical(f) == target || f.as_os_str() == file.name.as_str())
 }
 
-fn process(conn: &mut PgConnection, run_id: i64, opts: &RunOptions, started: Instant) -> Result<RunReport, EtlError> {
+fn process(
+    conn: &mut PgConnection,
+    run_id: i64,
+    opts: &RunOptions,
+    started: Instant,
+) -> Result<RunReport, EtlError> {
     let mut report = RunReport {
         run_id: Some(run_id),
         ..RunReport::default()
@@ -240,7 +262,17 @@ fn process(conn: &mut PgConnection, run_id: i64, opts: &RunOptions, started: Ins
         match planned.kind {
             PlanKind::Unrecognized { reason, header } => {
                 log::warn!("{}: unrecognized, nothing loaded ({reason})", file.name);
-                load::record_file(conn, &ledger_row(run_id, file, None, "unrecognized", Some(&reason), &FileReport::default()))?;
+                load::record_file(
+                    conn,
+                    &ledger_row(
+                        run_id,
+                        file,
+                        None,
+                        "unrecognized",
+                        Some(&reason),
+                        &FileReport::default(),
+                    ),
+                )?;
                 report.add(FileReport {
                     path: file.name.clone(),
                     status: "unrecognized".into(),
@@ -251,16 +283,28 @@ fn process(conn: &mut PgConnection, run_id: i64, opts: &RunOptions, started: Ins
             }
             PlanKind::Dataset { detected, header } => {
                 let dataset = detected.dataset;
-                let snapshot = matches!(dataset, Dataset::Coins | Dataset::Listings | Dataset::People)
-                    .then(|| known.clone());
+                let snapshot = matches!(
+                    dataset,
+                    Dataset::Coins | Dataset::Listings | Dataset::People
+                )
+                .then(|| known.clone());
                 let mut stage_error = None;
-                let scanned = scan_file(file, detected, header, &mut known, opts, &progress, started, |batch| {
-                    if stage_error.is_none() {
-                        if let Err(e) = load::stage(conn, batch) {
-                            stage_error = Some(e);
+                let scanned = scan_file(
+                    file,
+                    detected,
+                    header,
+                    &mut known,
+                    opts,
+                    &progress,
+                    started,
+                    |batch| {
+                        if stage_error.is_none() {
+                            if let Err(e) = load::stage(conn, batch) {
+                                stage_error = Some(e);
+                            }
                         }
-                    }
-                })?;
+                    },
+                )?;
                 if let Some(e) = stage_error {
                     return Err(e.into());
                 }
@@ -304,7 +348,17 @@ fn process(conn: &mut PgConnection, run_id: i64, opts: &RunOptions, started: Ins
                 );
                 let status = file_report.status.clone();
                 let reason = file_report.reason.clone();
-                load::record_file(conn, &ledger_row(run_id, file, Some(dataset), &status, reason.as_deref(), &file_report))?;
+                load::record_file(
+                    conn,
+                    &ledger_row(
+                        run_id,
+                        file,
+                        Some(dataset),
+                        &status,
+                        reason.as_deref(),
+                        &file_report,
+                    ),
+                )?;
                 report.add(file_report);
             }
         }
@@ -315,11 +369,20 @@ fn process(conn: &mut PgConnection, run_id: i64, opts: &RunOptions, started: Ins
     log::info!(
         "derived tables refreshed in {:.2}s; changed: {}",
         refresh_started.elapsed().as_secs_f64(),
-        if changed.is_empty() { "none".to_string() } else { changed.join(", ") }
+        if changed.is_empty() {
+            "none".to_string()
+        } else {
+            changed.join(", ")
+        }
     );
     load::bump_versions(conn, &changed)?;
     report.changed_datasets = changed.iter().map(|s| s.to_string()).collect();
-    report.status = if report.has_set_aside() { "partial" } else { "ok" }.into();
+    report.status = if report.has_set_aside() {
+        "partial"
+    } else {
+        "ok"
+    }
+    .into();
     report.seconds = started.elapsed().as_secs_f64();
     let summary = serde_json::to_value(&report).unwrap_or_default();
     load::finish_run(conn, run_id, &report.status, None, &summary)?;
@@ -433,14 +496,22 @@ fn scan_file(
             flush(&batch);
             batch.clear();
             let bytes = records.bytes_read();
-            progress.advance(bytes - reported_bytes, FLUSH_ROWS as u64, run_started.elapsed());
+            progress.advance(
+                bytes - reported_bytes,
+                FLUSH_ROWS as u64,
+                run_started.elapsed(),
+            );
             reported_bytes = bytes;
         }
     }
     if !batch.is_empty() {
         flush(&batch);
     }
-    progress.advance(file.size.saturating_sub(reported_bytes), 0, run_started.elapsed());
+    progress.advance(
+        file.size.saturating_sub(reported_bytes),
+        0,
+        run_started.elapsed(),
+    );
     let report = FileReport {
         path: file.name.clone(),
         dataset: Some(dataset.name().to_string()),
@@ -480,7 +551,16 @@ pub fn check(dir: &Path, opts: &RunOptions) -> Result<RunReport, EtlError> {
             }),
             PlanKind::Dataset { detected, header } => {
                 let snapshot = known.clone();
-                let scanned = scan_file(&planned.file, detected, header, &mut known, opts, &progress, started, |_| {})?;
+                let scanned = scan_file(
+                    &planned.file,
+                    detected,
+                    header,
+                    &mut known,
+                    opts,
+                    &progress,
+                    started,
+                    |_| {},
+                )?;
                 let mut r = scanned.report;
                 for reject in scanned.rejects.iter().take(20) {
                     log::warn!(
@@ -508,7 +588,12 @@ pub fn check(dir: &Path, opts: &RunOptions) -> Result<RunReport, EtlError> {
         }
     }
     progress.finish();
-    report.status = if report.has_set_aside() { "partial" } else { "ok" }.into();
+    report.status = if report.has_set_aside() {
+        "partial"
+    } else {
+        "ok"
+    }
+    .into();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -6,8 +6,8 @@
 use crate::transform;
 use chrono::{DateTime, NaiveDate, Utc};
 use coinflow_shared::schema::{candles, market, people, rankings, tickers, trades};
-use diesel::pg::PgConnection;
 use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use polars::prelude::*;
@@ -198,7 +198,10 @@ fn sync(
 ) -> QueryResult<i64> {
     let on: Vec<String> = keys.iter().map(|k| format!("n.{k} = t.{k}")).collect();
     let all: Vec<&str> = keys.iter().chain(values).copied().collect();
-    let set: Vec<String> = values.iter().map(|v| format!("{v} = EXCLUDED.{v}")).collect();
+    let set: Vec<String> = values
+        .iter()
+        .map(|v| format!("{v} = EXCLUDED.{v}"))
+        .collect();
     let row = |prefix: &str| {
         let cols: Vec<String> = values.iter().map(|v| format!("{prefix}{v}")).collect();
         format!("ROW({})", cols.join(", "))
@@ -220,7 +223,9 @@ fn sync(
         new = row("EXCLUDED."),
     );
     let count: Count = match scope {
-        Some((_, ids)) => diesel::sql_query(sql).bind::<Array<Text>, _>(ids).get_result(conn)?,
+        Some((_, ids)) => diesel::sql_query(sql)
+            .bind::<Array<Text>, _>(ids)
+            .get_result(conn)?,
         None => diesel::sql_query(sql).get_result(conn)?,
     };
     Ok(count.n)
@@ -234,17 +239,29 @@ fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()
 
 /// Refreshes every derived table the changes touch; returns the served datasets that
 /// changed (for their data versions).
-pub fn refresh(conn: &mut PgConnection, changes: &Changes, tolerance_us: i64) -> Result<Vec<&'static str>, RefreshError> {
+pub fn refresh(
+    conn: &mut PgConnection,
+    changes: &Changes,
+    tolerance_us: i64,
+) -> Result<Vec<&'static str>, RefreshError> {
     let mut changed: Vec<&'static str> = Vec::new();
     if changes.coins_changed {
         changed.push("coins");
     }
-    let rank_coins: Vec<String> = changes.market_coins.union(&changes.ranking_coins).cloned().collect();
+    let rank_coins: Vec<String> = changes
+        .market_coins
+        .union(&changes.ranking_coins)
+        .cloned()
+        .collect();
     let ranks_changed = refresh_ranks(conn, &rank_coins, tolerance_us)?;
     if ranks_changed > 0 || !changes.market_coins.is_empty() {
         changed.push("market");
     }
-    let daily_coins: Vec<String> = changes.market_coins.union(&changes.candle_coins).cloned().collect();
+    let daily_coins: Vec<String> = changes
+        .market_coins
+        .union(&changes.candle_coins)
+        .cloned()
+        .collect();
     if refresh_daily(conn, &daily_coins)? > 0 {
         changed.push("daily");
     }
@@ -255,7 +272,8 @@ pub fn refresh(conn: &mut PgConnection, changes: &Changes, tolerance_us: i64) ->
     if (changes.people_changed || changes.trades_changed) && refresh_traders(conn)? > 0 {
         changed.push("traders");
     }
-    if (changes.trades_changed || !changes.market_coins.is_empty()) && refresh_positions(conn)? > 0 {
+    if (changes.trades_changed || !changes.market_coins.is_empty()) && refresh_positions(conn)? > 0
+    {
         changed.push("positions");
     }
     if changes.rejects_stored {
@@ -264,7 +282,11 @@ pub fn refresh(conn: &mut PgConnection, changes: &Changes, tolerance_us: i64) ->
     Ok(changed)
 }
 
-fn refresh_ranks(conn: &mut PgConnection, coins: &[String], tolerance_us: i64) -> Result<i64, RefreshError> {
+fn refresh_ranks(
+    conn: &mut PgConnection,
+    coins: &[String],
+    tolerance_us: i64,
+) -> Result<i64, RefreshError> {
     if coins.is_empty() {
         return Ok(0);
     }
@@ -276,7 +298,12 @@ fn refresh_ranks(conn: &mut PgConnection, coins: &[String], tolerance_us: i64) -
             .load(conn)?;
         let ranks: Vec<(String, DateTime<Utc>, i32, String)> = rankings::table
             .filter(rankings::coin_id.eq_any(batch))
-            .select((rankings::coin_id, rankings::ts, rankings::rank, rankings::source))
+            .select((
+                rankings::coin_id,
+                rankings::ts,
+                rankings::rank,
+                rankings::source,
+            ))
             .load(conn)?;
         let snapshots = df!(
             "coin_id" => snaps.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
@@ -306,7 +333,9 @@ fn refresh_ranks(conn: &mut PgConnection, coins: &[String], tolerance_us: i64) -
             "DROP TABLE IF EXISTS tmp_rank; CREATE TEMP TABLE tmp_rank (coin_id text, ts timestamptz, rank int4, rank_source text) ON COMMIT DROP",
         )?;
         for chunk in rows.chunks(crate::load::COPY_CHUNK) {
-            diesel::copy_from(tmp_rank::table).from_insertable(chunk).execute(conn)?;
+            diesel::copy_from(tmp_rank::table)
+                .from_insertable(chunk)
+                .execute(conn)?;
         }
         changed += conn_execute(
             conn,
@@ -336,7 +365,16 @@ fn refresh_daily(conn: &mut PgConnection, coins: &[String]) -> Result<i64, Refre
                 market::volume_24h_usd,
             ))
             .load(conn)?;
-        type CandleIn = (String, DateTime<Utc>, f64, f64, f64, f64, Option<f64>, Option<f64>);
+        type CandleIn = (
+            String,
+            DateTime<Utc>,
+            f64,
+            f64,
+            f64,
+            f64,
+            Option<f64>,
+            Option<f64>,
+        );
         let c: Vec<CandleIn> = candles::table
             .filter(candles::coin_id.eq_any(batch))
             .select((
@@ -369,8 +407,16 @@ fn refresh_daily(conn: &mut PgConnection, coins: &[String]) -> Result<i64, Refre
         )?;
         drop((m, c));
         let out = transform::daily(market_df, candles_df)?;
-        let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(out.column(name)?.f64()?.iter().collect()) };
-        let (open, high, low, close, avg) = (f("open")?, f("high")?, f("low")?, f("close")?, f("avg_price")?);
+        let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+            Ok(out.column(name)?.f64()?.iter().collect())
+        };
+        let (open, high, low, close, avg) = (
+            f("open")?,
+            f("high")?,
+            f("low")?,
+            f("close")?,
+            f("avg_price")?,
+        );
         let (max_cap, last_vol) = (f("max_market_cap_usd")?, f("last_volume_usd")?);
         let coin = out.column("coin_id")?.str()?;
         let day = out.column("day")?.i32()?;
@@ -394,7 +440,9 @@ fn refresh_daily(conn: &mut PgConnection, coins: &[String]) -> Result<i64, Refre
             .collect();
         temp_table(conn, "tmp_daily", "daily")?;
         for chunk in rows.chunks(crate::load::COPY_CHUNK) {
-            diesel::copy_from(tmp_daily::table).from_insertable(chunk).execute(conn)?;
+            diesel::copy_from(tmp_daily::table)
+                .from_insertable(chunk)
+                .execute(conn)?;
         }
         changed += sync(
             conn,
@@ -474,7 +522,15 @@ fn refresh_traders(conn: &mut PgConnection) -> Result<i64, RefreshError> {
             people::date_added,
         ))
         .load(conn)?;
-    type TradeIn = (i64, i64, DateTime<Utc>, String, String, Option<f64>, Option<f64>);
+    type TradeIn = (
+        i64,
+        i64,
+        DateTime<Utc>,
+        String,
+        String,
+        Option<f64>,
+        Option<f64>,
+    );
     let t: Vec<TradeIn> = trades::table
         .select((
             trades::person_id,
@@ -505,13 +561,36 @@ fn refresh_traders(conn: &mut PgConnection) -> Result<i64, RefreshError> {
     drop((p, t));
     let out = transform::traders(people_df, trades_df)?;
     let s = |name: &str| -> PolarsResult<Vec<Option<String>>> {
-        Ok(out.column(name)?.str()?.iter().map(|v| v.map(str::to_string)).collect())
+        Ok(out
+            .column(name)?
+            .str()?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
     };
-    let i = |name: &str| -> PolarsResult<Vec<Option<i64>>> { Ok(out.column(name)?.i64()?.iter().collect()) };
-    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(out.column(name)?.f64()?.iter().collect()) };
-    let (ids, first, last, email) = (i("person_id")?, s("first_name")?, s("last_name")?, s("email")?);
-    let (added, last_ts, coin, side) = (i("date_added")?, i("last_trade_ts")?, s("last_trade_coin_id")?, s("last_trade_side")?);
-    let (qty, price, count) = (f("last_trade_quantity")?, f("last_trade_price")?, i("trade_count")?);
+    let i = |name: &str| -> PolarsResult<Vec<Option<i64>>> {
+        Ok(out.column(name)?.i64()?.iter().collect())
+    };
+    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+        Ok(out.column(name)?.f64()?.iter().collect())
+    };
+    let (ids, first, last, email) = (
+        i("person_id")?,
+        s("first_name")?,
+        s("last_name")?,
+        s("email")?,
+    );
+    let (added, last_ts, coin, side) = (
+        i("date_added")?,
+        i("last_trade_ts")?,
+        s("last_trade_coin_id")?,
+        s("last_trade_side")?,
+    );
+    let (qty, price, count) = (
+        f("last_trade_quantity")?,
+        f("last_trade_price")?,
+        i("trade_count")?,
+    );
     let rows: Vec<TraderRow> = (0..out.height())
         .map(|k| TraderRow {
             person_id: ids[k].unwrap_or_default(),
@@ -529,7 +608,9 @@ fn refresh_traders(conn: &mut PgConnection) -> Result<i64, RefreshError> {
         .collect();
     temp_table(conn, "tmp_traders", "traders")?;
     for chunk in rows.chunks(crate::load::COPY_CHUNK) {
-        diesel::copy_from(tmp_traders::table).from_insertable(chunk).execute(conn)?;
+        diesel::copy_from(tmp_traders::table)
+            .from_insertable(chunk)
+            .execute(conn)?;
     }
     Ok(sync(
         conn,
@@ -564,7 +645,13 @@ fn refresh_positions(conn: &mut PgConnection) -> Result<i64, RefreshError> {
     type TradeIn = (i64, String, String, Option<f64>, Option<f64>);
     let t: Vec<TradeIn> = trades::table
         .filter(trades::quantity.is_not_null())
-        .select((trades::person_id, trades::coin_id, trades::side, trades::quantity, trades::price))
+        .select((
+            trades::person_id,
+            trades::coin_id,
+            trades::side,
+            trades::quantity,
+            trades::price,
+        ))
         .load(conn)?;
     // The latest price of each traded coin, through the (coin_id, ts) primary key.
     let prices: Vec<LatestPrice> = diesel::sql_query(
@@ -588,8 +675,15 @@ fn refresh_positions(conn: &mut PgConnection) -> Result<i64, RefreshError> {
     let ids: Vec<Option<i64>> = out.column("person_id")?.i64()?.iter().collect();
     let coins: Vec<Option<&str>> = out.column("coin_id")?.str()?.iter().collect();
     let counts: Vec<Option<i64>> = out.column("trade_count")?.i64()?.iter().collect();
-    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(out.column(name)?.f64()?.iter().collect()) };
-    let (net, avg, last, value) = (f("net_quantity")?, f("avg_buy_price")?, f("last_price_usd")?, f("market_value_usd")?);
+    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+        Ok(out.column(name)?.f64()?.iter().collect())
+    };
+    let (net, avg, last, value) = (
+        f("net_quantity")?,
+        f("avg_buy_price")?,
+        f("last_price_usd")?,
+        f("market_value_usd")?,
+    );
     let rows: Vec<PositionRow> = (0..out.height())
         .map(|k| PositionRow {
             person_id: ids[k].unwrap_or_default(),
@@ -603,14 +697,22 @@ fn refresh_positions(conn: &mut PgConnection) -> Result<i64, RefreshError> {
         .collect();
     temp_table(conn, "tmp_positions", "positions")?;
     for chunk in rows.chunks(crate::load::COPY_CHUNK) {
-        diesel::copy_from(tmp_positions::table).from_insertable(chunk).execute(conn)?;
+        diesel::copy_from(tmp_positions::table)
+            .from_insertable(chunk)
+            .execute(conn)?;
     }
     Ok(sync(
         conn,
         "positions",
         "tmp_positions",
         &["person_id", "coin_id"],
-        &["net_quantity", "trade_count", "avg_buy_price", "last_price_usd", "market_value_usd"],
+        &[
+            "net_quantity",
+            "trade_count",
+            "avg_buy_price",
+            "last_price_usd",
+            "market_value_usd",
+        ],
         None,
     )?)
 }

@@ -76,7 +76,16 @@ impl RunReport {
         let mut out = String::new();
         let header = format!(
             "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>11}\n",
-            "file", "dataset", "read", "loaded", "duplicate", "updated", "rejected", "zeroed", "seconds", "rows/s"
+            "file",
+            "dataset",
+            "read",
+            "loaded",
+            "duplicate",
+            "updated",
+            "rejected",
+            "zeroed",
+            "seconds",
+            "rows/s"
         );
         out.push_str(&header);
         out.push_str(&"-".repeat(header.len().saturating_sub(1)));
@@ -93,18 +102,44 @@ impl RunReport {
             };
             out.push_str(&format!(
                 "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8.2} {:>11.0}\n",
-                name, dataset, f.read, f.loaded, f.duplicate, f.updated, f.rejected, f.zeroed, f.seconds, f.rows_per_sec
+                name,
+                dataset,
+                f.read,
+                f.loaded,
+                f.duplicate,
+                f.updated,
+                f.rejected,
+                f.zeroed,
+                f.seconds,
+                f.rows_per_sec
             ));
         }
         out.push_str(&"-".repeat(header.len().saturating_sub(1)));
         out.push('\n');
         let t = &self.totals;
-        let rate = if self.seconds > 0.0 { t.read as f64 / self.seconds } else { 0.0 };
+        let rate = if self.seconds > 0.0 {
+            t.read as f64 / self.seconds
+        } else {
+            0.0
+        };
         out.push_str(&format!(
             "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8.2} {:>11.0}\n",
-            "total", "", t.read, t.loaded, t.duplicate, t.updated, t.rejected, t.zeroed, self.seconds, rate
+            "total",
+            "",
+            t.read,
+            t.loaded,
+            t.duplicate,
+            t.updated,
+            t.rejected,
+            t.zeroed,
+            self.seconds,
+            rate
         ));
-        for f in self.files.iter().filter(|f| f.status == "set_aside" || f.status == "unrecognized") {
+        for f in self
+            .files
+            .iter()
+            .filter(|f| f.status == "set_aside" || f.status == "unrecognized")
+        {
             out.push_str(&format!(
                 "{}: {} ({})\n",
                 f.status.replace('_', " "),
@@ -114,7 +149,9 @@ impl RunReport {
         }
         let skipped = self.files.iter().filter(|f| f.status == "skipped").count();
         if skipped > 0 {
-            out.push_str(&format!("{skipped} file(s) unchanged since they were loaded: skipped\n"));
+            out.push_str(&format!(
+                "{skipped} file(s) unchanged since they were loaded: skipped\n"
+            ));
         }
         out.push_str(&format!(
             "run {}: {}\n",

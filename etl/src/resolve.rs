@@ -26,7 +26,10 @@ pub enum Resolution {
 pub enum ListingCoin {
     Existing(String),
     /// The slug was recorded as an alias of this coin.
-    Aliased { external_id: String, coin_id: String },
+    Aliased {
+        external_id: String,
+        coin_id: String,
+    },
     Created(NewCoin),
 }
 
@@ -119,7 +122,13 @@ impl CoinIndex {
     }
 
     /// Resolves or creates the coin of a listings row.
-    pub fn resolve_listing(&mut self, id: &str, symbol: &str, name: &str, cmc_id: Option<i64>) -> ListingCoin {
+    pub fn resolve_listing(
+        &mut self,
+        id: &str,
+        symbol: &str,
+        name: &str,
+        cmc_id: Option<i64>,
+    ) -> ListingCoin {
         if self.coins.contains_key(id) {
             return ListingCoin::Existing(id.to_string());
         }
@@ -194,18 +203,33 @@ mod tests {
     #[test]
     fn resolution_order_is_id_alias_symbol_name() {
         let mut index = index();
-        assert_eq!(index.resolve("bitcoin", None, None), Resolution::Found("bitcoin".into()));
-        assert_eq!(index.resolve("btc", None, None), Resolution::Found("bitcoin".into()));
-        assert_eq!(index.resolve("Bitcoin", Some("BTC"), Some("Bitcoin")), Resolution::Found("bitcoin".into()));
+        assert_eq!(
+            index.resolve("bitcoin", None, None),
+            Resolution::Found("bitcoin".into())
+        );
+        assert_eq!(
+            index.resolve("btc", None, None),
+            Resolution::Found("bitcoin".into())
+        );
+        assert_eq!(
+            index.resolve("Bitcoin", Some("BTC"), Some("Bitcoin")),
+            Resolution::Found("bitcoin".into())
+        );
         index.insert_alias("bnb-slug", "binancecoin");
-        assert_eq!(index.resolve("BNB-SLUG", None, None), Resolution::Found("binancecoin".into()));
+        assert_eq!(
+            index.resolve("BNB-SLUG", None, None),
+            Resolution::Found("binancecoin".into())
+        );
         assert_eq!(index.resolve("nothing", None, None), Resolution::Unknown);
     }
 
     #[test]
     fn shared_symbols_are_ambiguous_unless_the_name_decides() {
         let index = index();
-        assert_eq!(index.resolve("rune-x", Some("RUNE"), None), Resolution::AmbiguousSymbol);
+        assert_eq!(
+            index.resolve("rune-x", Some("RUNE"), None),
+            Resolution::AmbiguousSymbol
+        );
         assert_eq!(
             index.resolve("x", Some("RUNE"), Some("thorchain")),
             Resolution::Found("thorchain".into())
@@ -223,10 +247,19 @@ mod tests {
                 coin_id: "binancecoin".into()
             }
         );
-        assert!(matches!(index.resolve_listing("newcoin", "NEW", "New", None), ListingCoin::Created(_)));
-        assert_eq!(index.resolve("newcoin", None, None), Resolution::Found("newcoin".into()));
+        assert!(matches!(
+            index.resolve_listing("newcoin", "NEW", "New", None),
+            ListingCoin::Created(_)
+        ));
+        assert_eq!(
+            index.resolve("newcoin", None, None),
+            Resolution::Found("newcoin".into())
+        );
         let (coins, aliases) = index.take_pending();
         assert_eq!(coins.len(), 1);
-        assert_eq!(aliases, vec![("binance-coin".to_string(), "binancecoin".to_string())]);
+        assert_eq!(
+            aliases,
+            vec![("binance-coin".to_string(), "binancecoin".to_string())]
+        );
     }
 }

@@ -15,7 +15,11 @@ pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// `tolerance_us` older. Input: snapshots(coin_id, ts), rankings(coin_id, ts, rank,
 /// source). Output: (coin_id, ts, rank, rank_source), one row per snapshot, rank null
 /// where nothing matched.
-pub fn market_ranks(snapshots: DataFrame, rankings: DataFrame, tolerance_us: i64) -> PolarsResult<DataFrame> {
+pub fn market_ranks(
+    snapshots: DataFrame,
+    rankings: DataFrame,
+    tolerance_us: i64,
+) -> PolarsResult<DataFrame> {
     let sort = SortMultipleOptions::default();
     let left = snapshots.lazy().sort(["ts"], sort.clone());
     let right = rankings
@@ -174,7 +178,9 @@ pub fn positions(trades: DataFrame, prices: DataFrame) -> PolarsResult<DataFrame
             col("buy_quantity").sum().alias("buy_quantity"),
         ])
         .left_join(
-            prices.lazy().select([col("coin_id"), col("price").alias("last_price_usd")]),
+            prices
+                .lazy()
+                .select([col("coin_id"), col("price").alias("last_price_usd")]),
             col("coin_id"),
             col("coin_id"),
         )
@@ -205,7 +211,8 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn ranks_for(snap_ts: &[i64], rank_ts: &[i64], tolerance: i64) -> Vec<Option<i32>> {
-        let snapshots = df!("coin_id" => vec!["btc"; snap_ts.len()], "ts" => snap_ts.to_vec()).expect("df");
+        let snapshots =
+            df!("coin_id" => vec!["btc"; snap_ts.len()], "ts" => snap_ts.to_vec()).expect("df");
         let ranks: Vec<i32> = (1..=rank_ts.len() as i32).collect();
         let rankings = df!(
             "coin_id" => vec!["btc"; rank_ts.len()],
@@ -215,7 +222,12 @@ mod tests {
         )
         .expect("df");
         let out = market_ranks(snapshots, rankings, tolerance).expect("join");
-        out.column("rank").expect("rank").i32().expect("i32").iter().collect()
+        out.column("rank")
+            .expect("rank")
+            .i32()
+            .expect("i32")
+            .iter()
+            .collect()
     }
 
     #[test]
@@ -223,7 +235,10 @@ mod tests {
         // exact match
         assert_eq!(ranks_for(&[100 * S], &[100 * S], 60 * S), vec![Some(1)]);
         // inside the tolerance, the latest earlier ranking wins
-        assert_eq!(ranks_for(&[100 * S], &[50 * S, 90 * S], 60 * S), vec![Some(2)]);
+        assert_eq!(
+            ranks_for(&[100 * S], &[50 * S, 90 * S], 60 * S),
+            vec![Some(2)]
+        );
         // outside the tolerance
         assert_eq!(ranks_for(&[100 * S], &[30 * S], 60 * S), vec![None]);
         // a ranking after the snapshot is never used
@@ -233,9 +248,17 @@ mod tests {
     #[test]
     fn as_of_join_never_crosses_coins() {
         let snapshots = df!("coin_id" => ["a", "b"], "ts" => [100 * S, 100 * S]).expect("df");
-        let rankings = df!("coin_id" => ["a"], "ts" => [99 * S], "rank" => [7i32], "source" => ["r"]).expect("df");
+        let rankings =
+            df!("coin_id" => ["a"], "ts" => [99 * S], "rank" => [7i32], "source" => ["r"])
+                .expect("df");
         let out = market_ranks(snapshots, rankings, 60 * S).expect("join");
-        let ranks: Vec<Option<i32>> = out.column("rank").expect("rank").i32().expect("i32").iter().collect();
+        let ranks: Vec<Option<i32>> = out
+            .column("rank")
+            .expect("rank")
+            .i32()
+            .expect("i32")
+            .iter()
+            .collect();
         assert_eq!(ranks, vec![Some(7), None]);
     }
 
@@ -259,14 +282,27 @@ mod tests {
         .expect("df");
         let out = daily(market, candles).expect("daily");
         assert_eq!(out.height(), 2);
-        let get = |name: &str| out.column(name).expect(name).f64().expect("f64").iter().collect::<Vec<_>>();
+        let get = |name: &str| {
+            out.column(name)
+                .expect(name)
+                .f64()
+                .expect("f64")
+                .iter()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get("open"), vec![Some(10.0), Some(1.0)]);
         assert_eq!(get("high"), vec![Some(30.0), Some(2.0)]);
         assert_eq!(get("close"), vec![Some(20.0), Some(1.5)]);
         assert_eq!(get("avg_price"), vec![Some(20.0), Some(1.5)]);
         assert_eq!(get("max_market_cap_usd"), vec![Some(3.0), None]);
         assert_eq!(get("last_volume_usd"), vec![Some(9.0), Some(100.0)]);
-        let sources: Vec<Option<&str>> = out.column("source").expect("source").str().expect("str").iter().collect();
+        let sources: Vec<Option<&str>> = out
+            .column("source")
+            .expect("source")
+            .str()
+            .expect("str")
+            .iter()
+            .collect();
         assert_eq!(sources, vec![Some("market"), Some("candles")]);
     }
 
@@ -291,9 +327,21 @@ mod tests {
         )
         .expect("df");
         let out = traders(people, trades).expect("traders");
-        let coins: Vec<Option<&str>> = out.column("last_trade_coin_id").expect("c").str().expect("str").iter().collect();
+        let coins: Vec<Option<&str>> = out
+            .column("last_trade_coin_id")
+            .expect("c")
+            .str()
+            .expect("str")
+            .iter()
+            .collect();
         assert_eq!(coins, vec![Some("late-second"), None]);
-        let counts: Vec<Option<i64>> = out.column("trade_count").expect("n").i64().expect("i64").iter().collect();
+        let counts: Vec<Option<i64>> = out
+            .column("trade_count")
+            .expect("n")
+            .i64()
+            .expect("i64")
+            .iter()
+            .collect();
         assert_eq!(counts, vec![Some(3), Some(0)]);
     }
 

@@ -4,7 +4,9 @@
 //! through the in-memory indexes it is given.
 
 use crate::resolve::{CoinIndex, ListingCoin, Resolution};
-use crate::rows::{Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, TickerRow, TradeRow};
+use crate::rows::{
+    Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, TickerRow, TradeRow,
+};
 use crate::values::{self, DateOrder, Micros, ValueError};
 use coinflow_shared::dataset::{CoinSource, Column, Dataset, Detected};
 use csv::ByteRecord;
@@ -61,7 +63,12 @@ fn fail(column: usize, reason: &'static str) -> Fail {
 }
 
 impl Validator {
-    pub fn new(detected: Detected, header: Vec<String>, timestamp_order: DateOrder, date_added_order: DateOrder) -> Self {
+    pub fn new(
+        detected: Detected,
+        header: Vec<String>,
+        timestamp_order: DateOrder,
+        date_added_order: DateOrder,
+    ) -> Self {
         Validator {
             detected,
             header,
@@ -77,7 +84,13 @@ impl Validator {
     }
 
     /// Validates one record (1-based `line` of its first physical line) into `batch`.
-    pub fn validate(&mut self, known: &mut Known, line: i64, record: &ByteRecord, batch: &mut Batch) -> Result<(), Rejection> {
+    pub fn validate(
+        &mut self,
+        known: &mut Known,
+        line: i64,
+        record: &ByteRecord,
+        batch: &mut Batch,
+    ) -> Result<(), Rejection> {
         if record.len() != self.header.len() {
             let mut rejection = self.rejection(line, record, None, None);
             rejection.reason = format!(
@@ -92,7 +105,14 @@ impl Validator {
         for (i, bytes) in record.iter().enumerate() {
             match std::str::from_utf8(bytes) {
                 Ok(s) => fields.push(s.trim()),
-                Err(_) => return Err(self.rejection(line, record, None, Some(fail(i, reason::INVALID_UTF8)))),
+                Err(_) => {
+                    return Err(self.rejection(
+                        line,
+                        record,
+                        None,
+                        Some(fail(i, reason::INVALID_UTF8)),
+                    ))
+                }
             }
         }
         match self.typed(known, line, &fields, batch) {
@@ -101,18 +121,32 @@ impl Validator {
         }
     }
 
-    fn rejection(&self, line: i64, record: &ByteRecord, fields: Option<&[&str]>, f: Option<Fail>) -> Rejection {
+    fn rejection(
+        &self,
+        line: i64,
+        record: &ByteRecord,
+        fields: Option<&[&str]>,
+        f: Option<Fail>,
+    ) -> Rejection {
         let column = f.as_ref().and_then(|f| f.column);
         Rejection {
             line,
             column: column.and_then(|c| self.header.get(c).cloned()),
             raw_value: column.and_then(|c| fields.and_then(|fs| fs.get(c)).map(|v| v.to_string())),
-            reason: f.map_or(reason::WRONG_FIELD_COUNT, |f| f.reason).to_string(),
+            reason: f
+                .map_or(reason::WRONG_FIELD_COUNT, |f| f.reason)
+                .to_string(),
             raw_line: raw_line(record),
         }
     }
 
-    fn typed(&mut self, known: &mut Known, line: i64, f: &[&str], batch: &mut Batch) -> Result<(), Fail> {
+    fn typed(
+        &mut self,
+        known: &mut Known,
+        line: i64,
+        f: &[&str],
+        batch: &mut Batch,
+    ) -> Result<(), Fail> {
         let Validator {
             detected,
             timestamp_order,
@@ -127,7 +161,8 @@ impl Validator {
             ts_order: *timestamp_order,
             date_added_order: *date_added_order,
         };
-        let mut coin = |row: &Fields<'_>, known: &Known| resolve_coin(detected, file_coin, row, known);
+        let mut coin =
+            |row: &Fields<'_>, known: &Known| resolve_coin(detected, file_coin, row, known);
         match detected.dataset {
             Dataset::Listings => {
                 let id = row.text(Column::Coin)?;
@@ -136,7 +171,8 @@ impl Validator {
                 let rank = row.rank()?;
                 let price = row.price(Column::Price)?;
                 let ts = row.ts(Column::Timestamp)?;
-                let market_cap = row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                let market_cap =
+                    row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
                 let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
                 let coin_id = match known.coins.resolve_listing(id, symbol, name, None) {
                     ListingCoin::Existing(id) | ListingCoin::Aliased { coin_id: id, .. } => id,
@@ -177,7 +213,8 @@ impl Validator {
             Dataset::Markets => {
                 let ts = row.ts(Column::Timestamp)?;
                 let price = row.price(Column::Price)?;
-                let market_cap = row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                let market_cap =
+                    row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
                 let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
                 let coin_id = coin(&row, known)?;
                 batch.market.push(MarketRow {
@@ -213,7 +250,8 @@ impl Validator {
                     return Err(fail(row.index(Column::High), reason::HIGH_BELOW_LOW));
                 }
                 let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
-                let market_cap = row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                let market_cap =
+                    row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
                 let coin_id = coin(&row, known)?;
                 batch.candles.push(CandleRow {
                     line,
@@ -265,11 +303,15 @@ impl Validator {
                     Some(_) => return Err(fail(row.index(Column::Side), reason::INVALID_SIDE)),
                 };
                 let quantity = match row.number(Column::Quantity, false)? {
-                    Some(q) if q < 0.0 => return Err(fail(row.index(Column::Quantity), reason::NEGATIVE_QUANTITY)),
+                    Some(q) if q < 0.0 => {
+                        return Err(fail(row.index(Column::Quantity), reason::NEGATIVE_QUANTITY))
+                    }
                     q => q,
                 };
                 let price = match row.number(Column::Price, false)? {
-                    Some(p) if p <= 0.0 => return Err(fail(row.index(Column::Price), reason::PRICE_NOT_POSITIVE)),
+                    Some(p) if p <= 0.0 => {
+                        return Err(fail(row.index(Column::Price), reason::PRICE_NOT_POSITIVE))
+                    }
                     p => p,
                 };
                 let coin_id = coin(&row, known)?;
@@ -289,7 +331,6 @@ impl Validator {
         }
         Ok(())
     }
-
 }
 
 /// The coin of a row: from the file name's symbol (resolved once per file) or from the
@@ -315,7 +356,9 @@ fn resolve_coin(
                         .and_then(|i| row.f.get(i).copied())
                         .filter(|v| !v.is_empty())
                 };
-                known.coins.resolve(reference, own(Column::Symbol), own(Column::Name))
+                known
+                    .coins
+                    .resolve(reference, own(Column::Symbol), own(Column::Name))
             }
         };
         let column = detected.index(Column::Coin);
@@ -363,7 +406,11 @@ impl<'a> Fields<'a> {
 
     fn number(&self, column: Column, required: bool) -> Result<Option<f64>, Fail> {
         let Some(raw) = self.raw(column) else {
-            return if required { Err(fail(self.index(column), reason::MISSING)) } else { Ok(None) };
+            return if required {
+                Err(fail(self.index(column), reason::MISSING))
+            } else {
+                Ok(None)
+            };
         };
         match values::parse_number(raw) {
             Ok(None) if required => Err(fail(self.index(column), reason::MISSING)),
@@ -380,10 +427,15 @@ impl<'a> Fields<'a> {
     }
 
     /// A market cap or volume: negative is rejected, exactly 0 is stored as missing.
-    fn amount(&self, column: Column, negative: &'static str, zeroed: &mut u64) -> Result<Option<f64>, Fail> {
+    fn amount(
+        &self,
+        column: Column,
+        negative: &'static str,
+        zeroed: &mut u64,
+    ) -> Result<Option<f64>, Fail> {
         match self.number(column, false)? {
             Some(v) if v < 0.0 => Err(fail(self.index(column), negative)),
-            Some(v) if v == 0.0 => {
+            Some(0.0) => {
                 *zeroed += 1;
                 Ok(None)
             }
@@ -393,7 +445,11 @@ impl<'a> Fields<'a> {
 
     fn integer(&self, column: Column, required: bool) -> Result<Option<i64>, Fail> {
         let Some(raw) = self.raw(column) else {
-            return if required { Err(fail(self.index(column), reason::MISSING)) } else { Ok(None) };
+            return if required {
+                Err(fail(self.index(column), reason::MISSING))
+            } else {
+                Ok(None)
+            };
         };
         match values::parse_integer(raw) {
             Ok(None) if required => Err(fail(self.index(column), reason::MISSING)),
@@ -415,12 +471,19 @@ impl<'a> Fields<'a> {
         i32::try_from(rank).map_err(|_| fail(self.index(Column::Rank), reason::UNPARSABLE))
     }
 
-    fn timestamp(&self, column: Column, order: DateOrder, required: bool) -> Result<Option<Micros>, Fail> {
+    fn timestamp(
+        &self,
+        column: Column,
+        order: DateOrder,
+        required: bool,
+    ) -> Result<Option<Micros>, Fail> {
         let raw = self.raw(column).unwrap_or_default();
         match values::parse_timestamp(raw, order) {
             Ok(None) if required => Err(fail(self.index(column), reason::MISSING)),
             Ok(v) => Ok(v),
-            Err(ValueError::AmbiguousDateOrder) => Err(fail(self.index(column), reason::AMBIGUOUS_DATE_ORDER)),
+            Err(ValueError::AmbiguousDateOrder) => {
+                Err(fail(self.index(column), reason::AMBIGUOUS_DATE_ORDER))
+            }
             Err(ValueError::Unparsable) => Err(fail(self.index(column), reason::UNPARSABLE)),
         }
     }

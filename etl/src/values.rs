@@ -27,9 +27,10 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, ValueError> {
     }
     let value = match s.parse::<f64>() {
         Ok(v) => v,
-        Err(_) if has_thousands_separators(s) => {
-            s.replace(',', "").parse::<f64>().map_err(|_| ValueError::Unparsable)?
-        }
+        Err(_) if has_thousands_separators(s) => s
+            .replace(',', "")
+            .parse::<f64>()
+            .map_err(|_| ValueError::Unparsable)?,
         Err(_) => return Err(ValueError::Unparsable),
     };
     if value.is_finite() {
@@ -190,7 +191,12 @@ fn iso(s: &str) -> Result<Micros, ValueError> {
         }
     }
     let naive = s.strip_suffix('Z').unwrap_or(s);
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(naive, format) {
             return Ok(dt.and_utc().timestamp_micros());
         }
@@ -203,7 +209,11 @@ fn slash(s: &str, order: DateOrder) -> Result<Micros, ValueError> {
     let year_len = rest.bytes().take_while(u8::is_ascii_digit).count();
     let year: i32 = match year_len {
         4 => rest[..4].parse().map_err(|_| ValueError::Unparsable)?,
-        2 => 2000 + rest[..2].parse::<i32>().map_err(|_| ValueError::Unparsable)?,
+        2 => {
+            2000 + rest[..2]
+                .parse::<i32>()
+                .map_err(|_| ValueError::Unparsable)?
+        }
         _ => return Err(ValueError::Unparsable),
     };
     let (month, day) = match (classify(a, b), order) {
@@ -245,11 +255,15 @@ mod tests {
     use super::*;
 
     fn ts(s: &str) -> Micros {
-        parse_timestamp(s, DateOrder::MonthFirst).expect("parses").expect("present")
+        parse_timestamp(s, DateOrder::MonthFirst)
+            .expect("parses")
+            .expect("present")
     }
 
     fn iso_micros(s: &str) -> Micros {
-        DateTime::parse_from_rfc3339(s).expect("valid").timestamp_micros()
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .timestamp_micros()
     }
 
     #[test]
@@ -264,7 +278,10 @@ mod tests {
         assert_eq!(parse_number("12,34"), Err(ValueError::Unparsable));
         assert_eq!(parse_number("abc"), Err(ValueError::Unparsable));
         assert_eq!(parse_number("inf"), Err(ValueError::Unparsable));
-        assert_eq!(parse_number("29022.41839530417"), Ok(Some(29022.41839530417)));
+        assert_eq!(
+            parse_number("29022.41839530417"),
+            Ok(Some(29022.41839530417))
+        );
     }
 
     #[test]
@@ -289,16 +306,28 @@ mod tests {
         assert_eq!(ts("1609459200000000"), midnight);
         assert_eq!(ts("1/1/2021, 12:00:00 AM"), midnight);
         assert_eq!(ts("1/1/21 00:00"), midnight);
-        assert_eq!(ts("12/31/2021, 1:46:11 PM"), iso_micros("2021-12-31T13:46:11Z"));
-        assert_eq!(ts("2013-04-29 23:59:59"), iso_micros("2013-04-29T23:59:59Z"));
+        assert_eq!(
+            ts("12/31/2021, 1:46:11 PM"),
+            iso_micros("2021-12-31T13:46:11Z")
+        );
+        assert_eq!(
+            ts("2013-04-29 23:59:59"),
+            iso_micros("2013-04-29T23:59:59Z")
+        );
     }
 
     #[test]
     fn slash_dates_follow_the_column_order() {
         let aug8 = iso_micros("2015-08-08T23:59:00Z");
-        assert_eq!(parse_timestamp("08/08/15 23:59", DateOrder::DayFirst), Ok(Some(aug8)));
+        assert_eq!(
+            parse_timestamp("08/08/15 23:59", DateOrder::DayFirst),
+            Ok(Some(aug8))
+        );
         let sep8 = iso_micros("2015-09-08T23:59:00Z");
-        assert_eq!(parse_timestamp("08/09/15 23:59", DateOrder::DayFirst), Ok(Some(sep8)));
+        assert_eq!(
+            parse_timestamp("08/09/15 23:59", DateOrder::DayFirst),
+            Ok(Some(sep8))
+        );
         assert_eq!(
             parse_timestamp("13/09/15", DateOrder::MonthFirst),
             Err(ValueError::AmbiguousDateOrder)
@@ -307,7 +336,10 @@ mod tests {
             parse_timestamp("09/13/15", DateOrder::DayFirst),
             Err(ValueError::AmbiguousDateOrder)
         );
-        assert_eq!(parse_timestamp("13/14/15", DateOrder::DayFirst), Err(ValueError::Unparsable));
+        assert_eq!(
+            parse_timestamp("13/14/15", DateOrder::DayFirst),
+            Err(ValueError::Unparsable)
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     let fx = Fixture::new();
     // A first, small run so that "before" is not empty.
     fx.write("base/coins.csv", COINS);
-    fx.write("base/markets.csv", "coin_id,timestamp,price\nbitcoin,2020-01-01,7000\n");
+    fx.write(
+        "base/markets.csv",
+        "coin_id,timestamp,price\nbitcoin,2020-01-01,7000\n",
+    );
     fx.run();
     let before = fx.text(SNAPSHOT);
     let runs_before = fx.count("SELECT count(*) FROM etl_runs");
@@ -51,11 +54,17 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
         fx.db.name()
     );
     loop {
-        assert!(child.try_wait().expect("poll").is_none(), "the ETL finished before it could be killed");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the ETL finished before it could be killed"
+        );
         if fx.count(&copying) > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the ETL never reached the COPY stage");
+        assert!(
+            Instant::now() < deadline,
+            "the ETL never reached the COPY stage"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL");
@@ -68,15 +77,28 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while fx.count(&others) > 0 {
-        assert!(Instant::now() < deadline, "the killed run's backend never went away");
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's backend never went away"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(fx.text(SNAPSHOT), before, "data and etl_files are exactly as before the run");
-    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'running'"), 1);
+    assert_eq!(
+        fx.text(SNAPSHOT),
+        before,
+        "data and etl_files are exactly as before the run"
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_runs WHERE status = 'running'"),
+        1
+    );
 
     let report = fx.run();
     assert_eq!(report.status, "ok");
-    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'abandoned'"), 1);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_runs WHERE status = 'abandoned'"),
+        1
+    );
     assert_eq!(fx.count("SELECT count(*) FROM etl_runs"), runs_before + 2);
     assert_eq!(fx.count("SELECT count(*) FROM market"), 1 + 150 * 120 * 24);
 }

@@ -2,12 +2,19 @@
 //! classification, idempotency, incremental loads, derived tables, locking.
 
 mod common;
-use common::*;
 use coinflow_etl::EtlError;
+use common::*;
 use diesel::prelude::*;
 
-fn file<'a>(report: &'a coinflow_etl::RunReport, path: &str) -> &'a coinflow_etl::report::FileReport {
-    report.files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("no report for {path}"))
+fn file<'a>(
+    report: &'a coinflow_etl::RunReport,
+    path: &str,
+) -> &'a coinflow_etl::report::FileReport {
+    report
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no report for {path}"))
 }
 
 #[test]
@@ -17,8 +24,16 @@ fn bom_crlf_and_quoted_newlines_are_read() {
     let report = fx.run();
     let f = file(&report, "coins.csv");
     assert_eq!((f.read, f.loaded, f.rejected), (2, 2, 0));
-    assert_eq!(fx.text("SELECT name FROM coins WHERE id = 'bitcoin'").as_deref(), Some("Bit\ncoin"));
-    assert_eq!(fx.text("SELECT name FROM coins WHERE id = 'ethereum'").as_deref(), Some("Ether, \"the\" coin"));
+    assert_eq!(
+        fx.text("SELECT name FROM coins WHERE id = 'bitcoin'")
+            .as_deref(),
+        Some("Bit\ncoin")
+    );
+    assert_eq!(
+        fx.text("SELECT name FROM coins WHERE id = 'ethereum'")
+            .as_deref(),
+        Some("Ether, \"the\" coin")
+    );
 }
 
 #[test]
@@ -28,16 +43,29 @@ fn empty_header_only_and_unrecognized_files_are_reported_not_fatal() {
     fx.write("empty.csv", "");
     fx.write("header_only.csv", "coin_id,timestamp,price\n");
     fx.write("weird.csv", "foo,bar\n1,2\n");
-    fx.write("nested/deeper/markets.csv", "coin_id,timestamp,price\nbitcoin,2021-01-01,29000\n");
+    fx.write(
+        "nested/deeper/markets.csv",
+        "coin_id,timestamp,price\nbitcoin,2021-01-01,29000\n",
+    );
     let report = fx.run();
     assert_eq!(report.status, "ok");
     assert_eq!(file(&report, "empty.csv").status, "unrecognized");
     assert_eq!(file(&report, "weird.csv").status, "unrecognized");
-    assert!(file(&report, "weird.csv").reason.as_deref().unwrap_or("").contains("foo,bar"));
+    assert!(file(&report, "weird.csv")
+        .reason
+        .as_deref()
+        .unwrap_or("")
+        .contains("foo,bar"));
     let header_only = file(&report, "header_only.csv");
-    assert_eq!((header_only.status.as_str(), header_only.read), ("loaded", 0));
+    assert_eq!(
+        (header_only.status.as_str(), header_only.read),
+        ("loaded", 0)
+    );
     assert_eq!(file(&report, "nested/deeper/markets.csv").loaded, 1);
-    assert_eq!(fx.count("SELECT count(*) FROM etl_files WHERE status = 'unrecognized'"), 2);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_files WHERE status = 'unrecognized'"),
+        2
+    );
 }
 
 #[test]
@@ -51,14 +79,22 @@ fn duplicates_and_updates_within_a_file_and_across_runs() {
     let first = fx.run();
     let a = file(&first, "a.csv");
     assert_eq!((a.read, a.loaded, a.duplicate, a.updated), (4, 2, 1, 1));
-    assert_eq!(fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'").as_deref(), Some("2"));
+    assert_eq!(
+        fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'")
+            .as_deref(),
+        Some("2")
+    );
     // A later file: one identical row, one new value for a stored key, one new key.
     fx.write("b.csv", "coin_id,timestamp,price\nbitcoin,2021-01-02,5\nbitcoin,2021-01-01,3\nbitcoin,2021-01-03,7\n");
     let second = fx.run();
     let b = file(&second, "b.csv");
     assert_eq!((b.read, b.loaded, b.duplicate, b.updated), (3, 1, 1, 1));
     assert_eq!(file(&second, "a.csv").status, "skipped");
-    assert_eq!(fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'").as_deref(), Some("3"));
+    assert_eq!(
+        fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'")
+            .as_deref(),
+        Some("3")
+    );
     assert_eq!(fx.count("SELECT count(*) FROM market"), 3);
 }
 
@@ -79,11 +115,17 @@ fn second_run_on_same_files_changes_nothing_and_new_file_loads_alone() {
     assert_eq!(first.status, "ok");
     assert_reconciles(&first);
     assert_eq!(fx.count("SELECT count(*) FROM market"), 6 * 72);
-    assert_eq!(fx.count("SELECT count(*) FROM market WHERE rank IS NULL"), 0, "every snapshot finds its ranking");
+    assert_eq!(
+        fx.count("SELECT count(*) FROM market WHERE rank IS NULL"),
+        0,
+        "every snapshot finds its ranking"
+    );
     assert_eq!(fx.count("SELECT count(*) FROM daily"), 6 * 3);
     assert_eq!(fx.count("SELECT count(*) FROM traders"), 20);
     assert!(fx.count("SELECT count(*) FROM coin_exchanges") == 6);
-    let versions = fx.text("SELECT string_agg(dataset || '=' || version, ',' ORDER BY dataset) FROM data_versions");
+    let versions = fx.text(
+        "SELECT string_agg(dataset || '=' || version, ',' ORDER BY dataset) FROM data_versions",
+    );
     let fingerprint = |fx: &Fixture| {
         fx.text(
             "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
@@ -94,20 +136,32 @@ fn second_run_on_same_files_changes_nothing_and_new_file_loads_alone() {
     };
     let before = fingerprint(&fx);
     let second = fx.run();
-    assert!(second.files.iter().all(|f| f.status == "skipped"), "{:?}", second.files);
+    assert!(
+        second.files.iter().all(|f| f.status == "skipped"),
+        "{:?}",
+        second.files
+    );
     assert_eq!(second.totals.read, 0);
     assert_eq!(fingerprint(&fx), before);
     assert_eq!(
-        fx.text("SELECT string_agg(dataset || '=' || version, ',' ORDER BY dataset) FROM data_versions"),
+        fx.text(
+            "SELECT string_agg(dataset || '=' || version, ',' ORDER BY dataset) FROM data_versions"
+        ),
         versions,
         "a no-op run bumps no data version"
     );
     // A new file: only it is read, and derived tables follow.
-    fx.write("late/markets-extra.csv", "coin_id,timestamp,price\nbitcoin,2024-02-01T00:00:00Z,50000\n");
+    fx.write(
+        "late/markets-extra.csv",
+        "coin_id,timestamp,price\nbitcoin,2024-02-01T00:00:00Z,50000\n",
+    );
     let third = fx.run();
     assert_eq!(third.totals.read, 1);
     assert_eq!(file(&third, "late/markets-extra.csv").loaded, 1);
-    assert_eq!(fx.count("SELECT count(*) FROM daily WHERE coin_id = 'bitcoin' AND day = '2024-02-01'"), 1);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM daily WHERE coin_id = 'bitcoin' AND day = '2024-02-01'"),
+        1
+    );
     assert!(third.changed_datasets.contains(&"market".to_string()));
     assert!(third.changed_datasets.contains(&"daily".to_string()));
 }
@@ -133,14 +187,29 @@ fn as_of_join_edges_through_the_warehouse() {
          bitcoin,2021-01-01T03:00:01Z,4\n",
     );
     fx.run();
-    let rank = |hour: u32| fx.text(&format!("SELECT rank FROM market WHERE ts = '2021-01-01T0{hour}:00:00Z'"));
+    let rank = |hour: u32| {
+        fx.text(&format!(
+            "SELECT rank FROM market WHERE ts = '2021-01-01T0{hour}:00:00Z'"
+        ))
+    };
     assert_eq!(rank(0).as_deref(), Some("1"), "exact match");
-    assert_eq!(rank(1).as_deref(), Some("2"), "30 s earlier: inside the tolerance");
+    assert_eq!(
+        rank(1).as_deref(),
+        Some("2"),
+        "30 s earlier: inside the tolerance"
+    );
     assert_eq!(rank(2), None, "2 minutes earlier: outside the tolerance");
     assert_eq!(rank(3), None, "a ranking after the snapshot is not used");
-    assert_eq!(fx.text("SELECT rank_source FROM market WHERE ts = '2021-01-01T00:00:00Z'").as_deref(), Some("rankings"));
+    assert_eq!(
+        fx.text("SELECT rank_source FROM market WHERE ts = '2021-01-01T00:00:00Z'")
+            .as_deref(),
+        Some("rankings")
+    );
     // A wider tolerance on a later ranking file re-ranks stored snapshots.
-    fx.write("rankings2.csv", "coin_id,timestamp,rank\nbitcoin,2021-01-01T01:59:59Z,9\n");
+    fx.write(
+        "rankings2.csv",
+        "coin_id,timestamp,rank\nbitcoin,2021-01-01T01:59:59Z,9\n",
+    );
     fx.run();
     assert_eq!(rank(2).as_deref(), Some("9"));
 }
@@ -164,13 +233,34 @@ fn traders_keep_the_latest_trade_and_people_without_trades() {
     fx.run();
     assert_eq!(fx.count("SELECT count(*) FROM traders"), 2);
     // Two trades share the latest timestamp: the later input line wins.
-    assert_eq!(fx.text("SELECT last_trade_coin_id FROM traders WHERE person_id = 1").as_deref(), Some("bitcoin"));
-    assert_eq!(fx.text("SELECT last_trade_side FROM traders WHERE person_id = 1").as_deref(), Some("sell"));
-    assert_eq!(fx.text("SELECT last_trade_coin_id FROM traders WHERE person_id = 2"), None);
-    assert_eq!(fx.count("SELECT trade_count FROM traders WHERE person_id = 2"), 0);
-    assert_eq!(fx.text("SELECT net_quantity FROM positions WHERE person_id = 1 AND coin_id = 'bitcoin'").as_deref(), Some("1"));
     assert_eq!(
-        fx.text("SELECT market_value_usd FROM positions WHERE person_id = 1 AND coin_id = 'bitcoin'").as_deref(),
+        fx.text("SELECT last_trade_coin_id FROM traders WHERE person_id = 1")
+            .as_deref(),
+        Some("bitcoin")
+    );
+    assert_eq!(
+        fx.text("SELECT last_trade_side FROM traders WHERE person_id = 1")
+            .as_deref(),
+        Some("sell")
+    );
+    assert_eq!(
+        fx.text("SELECT last_trade_coin_id FROM traders WHERE person_id = 2"),
+        None
+    );
+    assert_eq!(
+        fx.count("SELECT trade_count FROM traders WHERE person_id = 2"),
+        0
+    );
+    assert_eq!(
+        fx.text("SELECT net_quantity FROM positions WHERE person_id = 1 AND coin_id = 'bitcoin'")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        fx.text(
+            "SELECT market_value_usd FROM positions WHERE person_id = 1 AND coin_id = 'bitcoin'"
+        )
+        .as_deref(),
         Some("200"),
         "valued at the latest price"
     );
@@ -179,7 +269,10 @@ fn traders_keep_the_latest_trade_and_people_without_trades() {
 #[test]
 fn listings_fan_out_and_slugs_become_aliases() {
     let fx = Fixture::new();
-    fx.write("coins.csv", "id,symbol,name\nbinancecoin,BNB,Binance Coin\n");
+    fx.write(
+        "coins.csv",
+        "id,symbol,name\nbinancecoin,BNB,Binance Coin\n",
+    );
     fx.write(
         "listing.csv",
         ",id,name,symbol,rank,price_usd,market_cap_usd,24h_volume_usd,last_updated\n\
@@ -191,13 +284,37 @@ fn listings_fan_out_and_slugs_become_aliases() {
     assert_reconciles(&report);
     let f = file(&report, "listing.csv");
     assert_eq!((f.read, f.loaded, f.zeroed), (3, 3, 1));
-    assert_eq!(fx.count("SELECT count(*) FROM coins"), 3, "no twin for binance-coin");
-    assert_eq!(fx.text("SELECT coin_id FROM coin_aliases WHERE external_id = 'binance-coin'").as_deref(), Some("binancecoin"));
-    assert_eq!(fx.text("SELECT name FROM coins WHERE id = 'crystal-clear'").as_deref(), Some("Crystal Clear"));
-    assert_eq!(fx.text("SELECT price_usd FROM market WHERE coin_id = 'crystal-clear'").as_deref(), Some("1234.5"));
+    assert_eq!(
+        fx.count("SELECT count(*) FROM coins"),
+        3,
+        "no twin for binance-coin"
+    );
+    assert_eq!(
+        fx.text("SELECT coin_id FROM coin_aliases WHERE external_id = 'binance-coin'")
+            .as_deref(),
+        Some("binancecoin")
+    );
+    assert_eq!(
+        fx.text("SELECT name FROM coins WHERE id = 'crystal-clear'")
+            .as_deref(),
+        Some("Crystal Clear")
+    );
+    assert_eq!(
+        fx.text("SELECT price_usd FROM market WHERE coin_id = 'crystal-clear'")
+            .as_deref(),
+        Some("1234.5")
+    );
     assert_eq!(fx.count("SELECT count(*) FROM rankings"), 3);
-    assert_eq!(fx.text("SELECT rank FROM market WHERE coin_id = 'binancecoin'").as_deref(), Some("2"));
-    assert_eq!(fx.text("SELECT volume_24h_usd FROM market WHERE coin_id = 'binancecoin'"), None, "0 is stored as missing");
+    assert_eq!(
+        fx.text("SELECT rank FROM market WHERE coin_id = 'binancecoin'")
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        fx.text("SELECT volume_24h_usd FROM market WHERE coin_id = 'binancecoin'"),
+        None,
+        "0 is stored as missing"
+    );
 }
 
 #[test]
@@ -214,7 +331,9 @@ fn another_run_holding_the_lock_means_exit_4_with_no_wait_lock() {
     .expect_err("locked");
     assert!(matches!(err, EtlError::Locked));
     assert_eq!(err.exit_code(), 4);
-    diesel::sql_query("SELECT pg_advisory_unlock_all()").execute(&mut holder).expect("unlock");
+    diesel::sql_query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut holder)
+        .expect("unlock");
     assert_eq!(fx.run().status, "ok");
 }
 
@@ -236,20 +355,31 @@ fn runs_left_running_are_marked_abandoned() {
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
     let mut conn = fx.db.conn();
-    diesel::sql_query("INSERT INTO etl_runs (status, pid, host, data_dir) VALUES ('running', 1, 'h', 'd')")
-        .execute(&mut conn)
-        .expect("insert");
+    diesel::sql_query(
+        "INSERT INTO etl_runs (status, pid, host, data_dir) VALUES ('running', 1, 'h', 'd')",
+    )
+    .execute(&mut conn)
+    .expect("insert");
     fx.run();
-    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'abandoned'"), 1);
-    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'ok'"), 1);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_runs WHERE status = 'abandoned'"),
+        1
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_runs WHERE status = 'ok'"),
+        1
+    );
 }
 
 #[test]
 fn check_needs_no_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("coins.csv"), COINS).expect("write");
-    std::fs::write(dir.path().join("m.csv"), "coin_id,timestamp,price\nbitcoin,2021-01-01,1\nnocoin,2021-01-01,1\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("m.csv"),
+        "coin_id,timestamp,price\nbitcoin,2021-01-01,1\nnocoin,2021-01-01,1\n",
+    )
+    .expect("write");
     let mut opts = coinflow_etl::RunOptions::new("postgres://127.0.0.1:1/none", dir.path());
     opts.max_reject_ratio = 0.6;
     let report = coinflow_etl::check(dir.path(), &opts).expect("check");

@@ -9,14 +9,21 @@ fn markets_with(bad_row: &str) -> (Fixture, RunReportLite) {
     fx.write("coins.csv", COINS);
     let mut body = String::from("coin_id,timestamp,price,market_cap,volume_24h\n");
     for day in 1..=25 {
-        body.push_str(&format!("bitcoin,2021-01-{day:02},{}.5,1000,10\n", 30000 + day));
+        body.push_str(&format!(
+            "bitcoin,2021-01-{day:02},{}.5,1000,10\n",
+            30000 + day
+        ));
     }
     body.push_str(bad_row);
     body.push('\n');
     fx.write("markets.csv", body);
     let report = fx.run();
     assert_reconciles(&report);
-    let file = report.files.iter().find(|f| f.path == "markets.csv").expect("markets file");
+    let file = report
+        .files
+        .iter()
+        .find(|f| f.path == "markets.csv")
+        .expect("markets file");
     let lite = RunReportLite {
         loaded: file.loaded,
         rejected: file.rejected,
@@ -45,17 +52,29 @@ fn expect_reject(bad_row: &str, column: Option<&str>, reason: &str) {
 
 #[test]
 fn unparsable_price_is_rejected() {
-    expect_reject("bitcoin,2021-02-01,abc,1,1", Some("price"), "unparsable value");
+    expect_reject(
+        "bitcoin,2021-02-01,abc,1,1",
+        Some("price"),
+        "unparsable value",
+    );
 }
 
 #[test]
 fn unparsable_timestamp_is_rejected() {
-    expect_reject("bitcoin,yesterday,1,1,1", Some("timestamp"), "unparsable value");
+    expect_reject(
+        "bitcoin,yesterday,1,1,1",
+        Some("timestamp"),
+        "unparsable value",
+    );
 }
 
 #[test]
 fn missing_required_price_is_rejected() {
-    expect_reject("bitcoin,2021-02-01,,1,1", Some("price"), "missing required value");
+    expect_reject(
+        "bitcoin,2021-02-01,,1,1",
+        Some("price"),
+        "missing required value",
+    );
 }
 
 #[test]
@@ -66,12 +85,20 @@ fn zero_or_negative_price_is_rejected() {
 
 #[test]
 fn negative_market_cap_is_rejected() {
-    expect_reject("bitcoin,2021-02-01,1,-180005127.7,1", Some("market_cap"), "negative market cap");
+    expect_reject(
+        "bitcoin,2021-02-01,1,-180005127.7,1",
+        Some("market_cap"),
+        "negative market cap",
+    );
 }
 
 #[test]
 fn negative_volume_is_rejected() {
-    expect_reject("bitcoin,2021-02-01,1,1,-5", Some("volume_24h"), "negative volume");
+    expect_reject(
+        "bitcoin,2021-02-01,1,1,-5",
+        Some("volume_24h"),
+        "negative volume",
+    );
 }
 
 #[test]
@@ -102,7 +129,10 @@ fn invalid_utf8_is_a_rejected_row_not_a_crashed_run() {
     let report = fx.run();
     assert_reconciles(&report);
     let rejects = fx.rejects("markets.csv");
-    assert_eq!(rejects, vec![(27, Some("coin_id".to_string()), "invalid UTF-8".to_string())]);
+    assert_eq!(
+        rejects,
+        vec![(27, Some("coin_id".to_string()), "invalid UTF-8".to_string())]
+    );
 }
 
 #[test]
@@ -117,7 +147,10 @@ fn high_below_low_is_rejected() {
     fx.write("candles.csv", body);
     let report = fx.run();
     assert_reconciles(&report);
-    assert_eq!(fx.rejects("candles.csv"), vec![(27, Some("high".into()), "high < low".into())]);
+    assert_eq!(
+        fx.rejects("candles.csv"),
+        vec![(27, Some("high".into()), "high < low".into())]
+    );
     assert_eq!(fx.count("SELECT count(*) FROM candles"), 25);
 }
 
@@ -150,7 +183,10 @@ fn ambiguous_date_order_is_rejected() {
 fn day_first_column_is_read_day_first() {
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
-    fx.write("markets.csv", "coin,date,price\nbitcoin,25/08/15 23:59,1.5\nbitcoin,08/09/15 23:59,2.5\n");
+    fx.write(
+        "markets.csv",
+        "coin,date,price\nbitcoin,25/08/15 23:59,1.5\nbitcoin,08/09/15 23:59,2.5\n",
+    );
     let report = fx.run();
     assert_reconciles(&report);
     assert_eq!(
@@ -163,7 +199,10 @@ fn day_first_column_is_read_day_first() {
 fn trades_negative_quantity_unknown_person_and_invalid_side_are_rejected() {
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
-    fx.write("people.csv", "person_id,first_name,last_name,email\n1,Ada,Lovelace,ada@example.com\n");
+    fx.write(
+        "people.csv",
+        "person_id,first_name,last_name,email\n1,Ada,Lovelace,ada@example.com\n",
+    );
     let mut body = String::from("person_id,timestamp,coin_id,side,quantity,price\n");
     for k in 0..30 {
         body.push_str(&format!("1,2021-01-01T00:00:{k:02}Z,bitcoin,buy,1,100\n"));
@@ -196,7 +235,10 @@ fn non_positive_rank_is_rejected() {
     body.push_str("ethereum,2021-01-01,0\n");
     fx.write("rankings.csv", body);
     fx.run();
-    assert_eq!(fx.rejects("rankings.csv"), vec![(27, Some("rank".into()), "rank <= 0".into())]);
+    assert_eq!(
+        fx.rejects("rankings.csv"),
+        vec![(27, Some("rank".into()), "rank <= 0".into())]
+    );
 }
 
 #[test]
@@ -209,12 +251,30 @@ fn a_file_over_the_reject_budget_is_set_aside_and_retried() {
     );
     let report = fx.run();
     assert_eq!(report.status, "partial");
-    let file = report.files.iter().find(|f| f.path == "markets.csv").expect("file");
+    let file = report
+        .files
+        .iter()
+        .find(|f| f.path == "markets.csv")
+        .expect("file");
     assert_eq!(file.status, "set_aside");
-    assert!(file.reason.as_deref().unwrap_or("").contains("reject budget"));
-    assert_eq!(fx.count("SELECT count(*) FROM market"), 0, "none of its rows load");
-    assert_eq!(fx.count("SELECT count(*) FROM etl_files WHERE status = 'set_aside'"), 1);
-    assert_eq!(fx.count("SELECT count(*) FROM etl_runs WHERE status = 'partial'"), 1);
+    assert!(file
+        .reason
+        .as_deref()
+        .unwrap_or("")
+        .contains("reject budget"));
+    assert_eq!(
+        fx.count("SELECT count(*) FROM market"),
+        0,
+        "none of its rows load"
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_files WHERE status = 'set_aside'"),
+        1
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_runs WHERE status = 'partial'"),
+        1
+    );
     // Retried on the next run; with a larger budget it loads.
     let again = fx.run_with(|o| o.max_reject_ratio = 0.5);
     assert_eq!(again.status, "ok");

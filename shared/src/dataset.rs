@@ -67,14 +67,25 @@ impl Column {
 /// (the first one present in a header wins). Names are compared lower-cased and trimmed.
 /// Extend it when a real export needs it; never special-case a file.
 const ALIASES: &[(Column, &[&str])] = &[
-    (Column::Coin, &["coin", "id", "coin_id", "coinid", "slug", "currency"]),
+    (
+        Column::Coin,
+        &["coin", "id", "coin_id", "coinid", "slug", "currency"],
+    ),
     (Column::Symbol, &["symbol", "ticker_symbol"]),
     (Column::Name, &["name", "coin_name"]),
     (Column::Rank, &["rank", "cmc_rank", "market_cap_rank"]),
     (Column::Price, &["price", "price_usd"]),
     (
         Column::Timestamp,
-        &["timestamp", "ts", "date", "snapped_at", "last_updated", "time", "datetime"],
+        &[
+            "timestamp",
+            "ts",
+            "date",
+            "snapped_at",
+            "last_updated",
+            "time",
+            "datetime",
+        ],
     ),
     (
         Column::MarketCap,
@@ -281,7 +292,8 @@ pub fn detect(header: &[&str], file_name: &str) -> Option<Detected> {
             continue;
         }
         // A price alias (close) must not also count as the candle close it came from.
-        if dataset == Dataset::Markets && columns.get(&Column::Price) == columns.get(&Column::Close) {
+        if dataset == Dataset::Markets && columns.get(&Column::Price) == columns.get(&Column::Close)
+        {
             columns.remove(&Column::Close);
         }
         let mut coin = columns.get(&Column::Coin).map(|&i| CoinSource::Column(i));
@@ -419,8 +431,11 @@ mod tests {
 
     #[test]
     fn kaggle_history_is_candles_with_coin_from_the_name_column() {
-        let d = detect_str("SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap", "coin_Aave.csv")
-            .expect("recognised");
+        let d = detect_str(
+            "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap",
+            "coin_Aave.csv",
+        )
+        .expect("recognised");
         assert_eq!(d.dataset, Dataset::Candles);
         assert_eq!(d.coin, Some(CoinSource::Column(1)));
         assert_eq!(d.index(Column::Symbol), Some(2));
@@ -430,8 +445,11 @@ mod tests {
 
     #[test]
     fn coingecko_daily_file_is_markets() {
-        let d = detect_str("timestamp,readableTimestamp,coinId,price,marketCap,totalVolume", "aave.csv")
-            .expect("recognised");
+        let d = detect_str(
+            "timestamp,readableTimestamp,coinId,price,marketCap,totalVolume",
+            "aave.csv",
+        )
+        .expect("recognised");
         assert_eq!(d.dataset, Dataset::Markets);
         assert_eq!(d.index(Column::Coin), Some(2));
         assert_eq!(d.extra, vec!["readableTimestamp".to_string()]);
@@ -439,7 +457,11 @@ mod tests {
 
     #[test]
     fn coingecko_export_takes_its_coin_from_the_file_name() {
-        let d = detect_str("snapped_at,price,market_cap,total_volume", "btc-usd-max.csv").expect("recognised");
+        let d = detect_str(
+            "snapped_at,price,market_cap,total_volume",
+            "btc-usd-max.csv",
+        )
+        .expect("recognised");
         assert_eq!(d.dataset, Dataset::Markets);
         assert_eq!(d.coin, Some(CoinSource::FileSymbol("btc".into())));
         assert!(detect_str("snapped_at,price,market_cap,total_volume", "prices.csv").is_none());
@@ -454,9 +476,13 @@ mod tests {
 
     #[test]
     fn coin_list_people_trades_tickers_and_unknown_headers() {
-        assert_eq!(detect_str(" ID , Symbol ,NAME", "l.csv").map(|d| d.dataset), Some(Dataset::Coins));
         assert_eq!(
-            detect_str("person_id,first_name,last_name,email,date_added", "p.csv").map(|d| d.dataset),
+            detect_str(" ID , Symbol ,NAME", "l.csv").map(|d| d.dataset),
+            Some(Dataset::Coins)
+        );
+        assert_eq!(
+            detect_str("person_id,first_name,last_name,email,date_added", "p.csv")
+                .map(|d| d.dataset),
             Some(Dataset::People)
         );
         assert_eq!(
@@ -464,7 +490,8 @@ mod tests {
             Some(Dataset::Trades)
         );
         assert_eq!(
-            detect_str("person_id,timestamp,coin_id,side,quantity,price", "t.csv").map(|d| d.dataset),
+            detect_str("person_id,timestamp,coin_id,side,quantity,price", "t.csv")
+                .map(|d| d.dataset),
             Some(Dataset::Trades),
             "a trades file with a price is not a markets file"
         );
@@ -473,6 +500,9 @@ mod tests {
             Some(Dataset::Tickers)
         );
         assert_eq!(detect_str("foo,bar", "x.csv"), None);
-        assert_eq!(detect_str("\u{feff}id,symbol,name", "x.csv").map(|d| d.dataset), Some(Dataset::Coins));
+        assert_eq!(
+            detect_str("\u{feff}id,symbol,name", "x.csv").map(|d| d.dataset),
+            Some(Dataset::Coins)
+        );
     }
 }

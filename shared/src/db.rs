@@ -41,7 +41,11 @@ pub fn host_port(url: &str) -> (String, u16) {
         }
         _ => (authority.to_string(), 5432),
     };
-    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    let host = if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
     (host.trim_matches(['[', ']']).to_string(), port)
 }
 
@@ -55,7 +59,10 @@ pub fn connect_with_wait(url: &str, max_wait: Duration) -> Result<PgConnection, 
         match PgConnection::establish(url) {
             Ok(conn) => {
                 if attempt > 1 {
-                    log::info!("database reachable after {attempt} attempts ({:.1?})", started.elapsed());
+                    log::info!(
+                        "database reachable after {attempt} attempts ({:.1?})",
+                        started.elapsed()
+                    );
                 }
                 return Ok(conn);
             }
@@ -135,8 +142,14 @@ mod tests {
 
     #[test]
     fn host_port_hides_credentials_and_defaults_the_port() {
-        assert_eq!(host_port("postgres://u:secret@db:5433/x"), ("db".into(), 5433));
+        assert_eq!(
+            host_port("postgres://u:secret@db:5433/x"),
+            ("db".into(), 5433)
+        );
         assert_eq!(host_port("postgres://db/x"), ("db".into(), 5432));
-        assert_eq!(host_port("postgresql://u@127.0.0.1:6000"), ("127.0.0.1".into(), 6000));
+        assert_eq!(
+            host_port("postgresql://u@127.0.0.1:6000"),
+            ("127.0.0.1".into(), 6000)
+        );
     }
 }

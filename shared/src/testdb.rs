@@ -35,8 +35,9 @@ impl TestDb {
     #[allow(clippy::expect_used)]
     pub fn new() -> TestDb {
         crate::config::load_dotenv();
-        let server = std::env::var("DATABASE_URL")
-            .expect("DATABASE_URL must point at a PostgreSQL server for tests (scripts/test.sh sets it)");
+        let server = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL must point at a PostgreSQL server for tests (scripts/test.sh sets it)",
+        );
         let admin_url = with_database(&server, "postgres");
         let name = format!(
             "coinflow_test_{}_{}_{}",
@@ -51,7 +52,11 @@ impl TestDb {
         let url = with_database(&server, &name);
         let mut conn = PgConnection::establish(&url).expect("connect to the test database");
         crate::db::run_migrations(&mut conn).expect("migrate the test database");
-        TestDb { admin_url, name, url }
+        TestDb {
+            admin_url,
+            name,
+            url,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -77,8 +82,11 @@ impl Default for TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
-                .execute(&mut admin);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
         }
     }
 }
@@ -89,8 +97,14 @@ mod tests {
 
     #[test]
     fn with_database_swaps_only_the_name() {
-        assert_eq!(with_database("postgres://u@h:1/a", "b"), "postgres://u@h:1/b");
+        assert_eq!(
+            with_database("postgres://u@h:1/a", "b"),
+            "postgres://u@h:1/b"
+        );
         assert_eq!(with_database("postgres://u@h:1", "b"), "postgres://u@h:1/b");
-        assert_eq!(with_database("postgres://h/a?sslmode=disable", "b"), "postgres://h/b?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://h/a?sslmode=disable", "b"),
+            "postgres://h/b?sslmode=disable"
+        );
     }
 }

@@ -12,6 +12,12 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fixture {
     pub fn new() -> Fixture {
         Fixture {
