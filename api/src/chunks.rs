@@ -263,7 +263,7 @@ fn where_and_order(
     filters: &Filters,
     after: Option<&[String]>,
     st: &mut Statement,
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String, String), ApiError> {
     let keys = source.key();
     let mut conds = Vec::new();
     let mut fixed: Vec<&str> = Vec::new();
@@ -317,7 +317,15 @@ fn where_and_order(
         format!("WHERE {}", conds.join(" AND "))
     };
     let order = keys.iter().map(|k| format!("t.{}", k.column)).collect::<Vec<_>>().join(", ");
-    Ok((where_clause, order))
+    // The same order without the pinned columns: what a consumer of the scan's output
+    // can rely on without knowing the filters (else it would sort again).
+    let free_order = keys
+        .iter()
+        .filter(|k| !fixed.contains(&k.column))
+        .map(|k| format!("t.{}", k.column))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((where_clause, order, free_order))
 }
 
 /// The key query and the row query of one chunk (exposed for EXPLAIN checks and benches).
@@ -331,7 +339,12 @@ pub fn statements(
         sql: String::new(),
         binds: Vec::new(),
     };
-    let (where_clause, order) = where_and_order(source, filters, after, &mut keys_st)?;
+    let (where_clause, order, free_order) = where_and_order(source, filters, after, &mut keys_st)?;
+    let window_order = if free_order.is_empty() {
+        String::new()
+    } else {
+        format!("ORDER BY {free_order}")
+    };
     let mut rows_st = keys_st.clone();
 
     let key_cols = source.key();
@@ -347,10 +360,10 @@ pub fn statements(
     let limit = keys_st.param((u64::from(size) + 1).to_string(), Kind::Int);
     let from_row = keys_st.param(size.to_string(), Kind::Int);
     keys_st.sql = format!(
-        "SELECT w.k1, w.k2, w.k3 FROM (\
-         SELECT {} AS k1, {} AS k2, {} AS k3, row_number() OVER (ORDER BY {order}) AS i \
+        "SELECT w.k1, w.k2, w.k3, w.i FROM (\
+         SELECT {} AS k1, {} AS k2, {} AS k3, row_number() OVER ({window_order}) AS i \
          FROM (SELECT {plain} FROM {} t {where_clause} ORDER BY {order} LIMIT {limit}) t\
-         ) w WHERE w.i >= {from_row} ORDER BY w.i",
+         ) w WHERE w.i >= {from_row}",
         texts[0],
         texts[1],
         texts[2],
@@ -371,6 +384,9 @@ struct KeyRow {
     k2: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     k3: Option<String>,
+    /// The row's position after the cursor.
+    #[diesel(sql_type = BigInt)]
+    i: i64,
 }
 
 #[derive(QueryableByName)]
@@ -541,9 +557,13 @@ fn produce(
                 return Ok(());
             }
             let (keys_st, rows_st) = statements(plan.source, &plan.filters, plan.after.as_deref(), plan.size)?;
+            // Rows `size` and `size + 1`: the next chunk exists when the latter does, and
+            // continues after the former.
             let keys: Vec<KeyRow> = keys_st.query().load(conn)?;
-            let next_cursor = (keys.len() == 2).then(|| {
-                let k = &keys[0];
+            let size = i64::from(plan.size);
+            let last = keys.iter().find(|k| k.i == size);
+            let more = keys.iter().any(|k| k.i == size + 1);
+            let next_cursor = last.filter(|_| more).map(|k| {
                 let after = [Some(k.k1.clone()), k.k2.clone(), k.k3.clone()]
                     .into_iter()
                     .flatten()
