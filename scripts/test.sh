@@ -49,9 +49,12 @@ target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
 export COINFLOW_ETL_BIN=$target_dir/debug/coinflow-etl
 export COINFLOW_API_BIN=$target_dir/debug/coinflow-api
 
+# Both suites run even when the first fails (a CI run is slow: report everything), and
+# the script fails if either did.
+cargo_status=0
 if [[ $run_cargo_test == 1 ]]; then
-    cf_log "cargo test --workspace"
-    cargo test --workspace
+    cf_log "cargo test --workspace --no-fail-fast"
+    cargo test --workspace --no-fail-fast || cargo_status=$?
 fi
 
 cf_log "cargo build --workspace --bins"
@@ -60,5 +63,11 @@ cargo build --workspace --bins
 [[ -x $COINFLOW_API_BIN ]] || cf_die "$COINFLOW_API_BIN was not built"
 
 cf_log "pytest tests/ (ETL: $COINFLOW_ETL_BIN, API: $COINFLOW_API_BIN)"
-"$PYTHON" -m pytest tests/ ${pytest_args[@]+"${pytest_args[@]}"}
+pytest_status=0
+"$PYTHON" -m pytest tests/ ${pytest_args[@]+"${pytest_args[@]}"} || pytest_status=$?
+
+if [[ $cargo_status -ne 0 || $pytest_status -ne 0 ]]; then
+    cf_log "FAILED: cargo test exit $cargo_status, pytest exit $pytest_status"
+    exit 1
+fi
 cf_log "all tests passed"

@@ -194,7 +194,7 @@ def module_db(server_url: str) -> Iterator[Database]:
 # The ETL binary.
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """What a finished process did."""
 
@@ -209,6 +209,8 @@ class Result:
             f"$ {' '.join(self.args)}\nexit {self.code}\n--- stdout\n{self.stdout[-4000:]}"
             f"\n--- stderr\n{self.stderr[-4000:]}"
         )
+
+    __repr__ = __str__
 
     def file(self, path: str) -> dict:
         """The summary entry of one input file (path relative to the data directory)."""
