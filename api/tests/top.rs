@@ -1,0 +1,160 @@
+//! `/top`: which row counts for each coin, how coins are ranked, how `datetime` is read,
+//! and the representations.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use coinflow_shared::testdb::TestDb;
+use common::App;
+use diesel::connection::SimpleConnection;
+use serde_json::{json, Value};
+
+/// A small market where the answer is known by heart.
+///
+/// At 2024-05-02T12:00Z, looking back one day:
+/// - alpha: rank 2 (latest row 11:00; an older row at 09:00 had rank 9)
+/// - beta: rank 1
+/// - gamma: no rank, cap 500
+/// - delta: no rank, cap 900 → before gamma
+/// - eps: no rank, no cap, volume 50; zeta: no rank, no cap, volume 70 → zeta, eps
+/// - stale: latest row 2024-05-01T11:59 (older than a day) → left out
+/// - future: only rows after → left out
+fn market_app() -> App {
+    let db = TestDb::new();
+    db.conn()
+        .batch_execute(
+            r#"
+INSERT INTO coins (id, symbol, name) VALUES
+  ('alpha', 'ALP', 'Alpha'), ('beta', 'BET', 'Beta'), ('gamma', 'GAM', 'Gamma, "the third"'),
+  ('delta', 'DEL', 'Delta'), ('eps', 'EPS', 'Epsilon'), ('zeta', 'ZET', 'Zeta'),
+  ('stale', 'STA', 'Stale'), ('future', 'FUT', 'Future');
+INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source) VALUES
+  ('alpha', '2024-05-02T09:00:00Z', 1.0, 100, 10, 9, 'cmc'),
+  ('alpha', '2024-05-02T11:00:00Z', 2.5, 100, 10, 2, 'cmc'),
+  ('beta',  '2024-05-02T12:00:00Z', 30000, 5000, 10, 1, 'cmc'),
+  ('gamma', '2024-05-02T10:00:00Z', 3.0, 500, 10, NULL, NULL),
+  ('delta', '2024-05-01T12:00:00Z', 4.0, 900, 10, NULL, NULL),
+  ('eps',   '2024-05-02T00:00:00Z', 5.0, NULL, 50, NULL, NULL),
+  ('zeta',  '2024-05-02T00:00:00Z', 6.0, NULL, 70, NULL, NULL),
+  ('stale', '2024-05-01T11:59:59Z', 7.0, 99999, 10, 1, 'cmc'),
+  ('future','2024-05-03T00:00:00Z', 8.0, 99999, 10, 1, 'cmc'),
+  ('beta',  '2024-05-03T00:00:00Z', 31000, 5000, 10, 1, 'cmc');
+INSERT INTO etl_runs (status, pid, host, data_dir) VALUES ('ok', 1, 'h', '/d');
+UPDATE data_versions SET version = 1;
+"#,
+        )
+        .unwrap();
+    App::on(db, |_| {})
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn top_ranks_each_coins_latest_row_within_a_day() {
+    let app = market_app();
+    let reply = app.get("/top?limit=10&datetime=2024-05-02T12:00:00Z");
+    assert_eq!(reply.status.code, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["as_of"], "2024-05-02T12:00:00Z");
+    assert_eq!(ids(&body), ["beta", "alpha", "delta", "gamma", "zeta", "eps"]);
+    let ranks: Vec<i64> = body["data"].as_array().unwrap().iter().map(|r| r["rank"].as_i64().unwrap()).collect();
+    assert_eq!(ranks, [1, 2, 3, 4, 5, 6], "renumbered 1..n");
+    assert_eq!(
+        body["data"][1],
+        json!({"rank": 2, "id": "alpha", "symbol": "ALP", "name": "Alpha", "price_usd": 2.5,
+               "market_cap_usd": 100.0, "volume_24h_usd": 10.0}),
+        "alpha's latest row at or before the instant"
+    );
+    assert!(body["data"][5]["market_cap_usd"].is_null());
+
+    let limited = app.get("/top?limit=3&datetime=2024-05-02T12:00:00Z").json();
+    assert_eq!(ids(&limited), ["beta", "alpha", "delta"]);
+}
+
+#[test]
+fn datetime_is_iso_a_bare_date_meaning_its_end_or_unix_seconds_and_defaults_to_the_latest() {
+    let app = market_app();
+    let iso = ids(&app.get("/top?limit=10&datetime=2024-05-02T12:00:00Z").json());
+    let offset = ids(&app.get("/top?limit=10&datetime=2024-05-02T14:00:00%2B02:00").json());
+    let unix = ids(&app.get("/top?limit=10&datetime=1714651200").json());
+    assert_eq!(iso, offset);
+    assert_eq!(iso, unix);
+
+    // The end of 2024-05-02: beta's and delta's rows drop out of or stay in the window.
+    let day = app.get("/top?limit=10&datetime=2024-05-02").json();
+    assert_eq!(day["as_of"], "2024-05-02T23:59:59.999999Z");
+    assert_eq!(ids(&day), ["beta", "alpha", "gamma", "zeta", "eps"], "delta (2024-05-01 12:00) is over a day old");
+
+    let latest = app.get("/top?limit=10").json();
+    assert_eq!(latest["as_of"], "2024-05-03T00:00:00Z");
+    assert_eq!(ids(&latest), ["future", "beta", "alpha", "gamma", "zeta", "eps"], "equal ranks: the larger cap first");
+}
+
+#[test]
+fn top_as_csv_has_exactly_the_original_header() {
+    let app = market_app();
+    for reply in [
+        app.get("/top?limit=4&datetime=2024-05-02T12:00:00Z&format=csv"),
+        app.get_with("/top?limit=4&datetime=2024-05-02T12:00:00Z", "Accept", "text/csv"),
+    ] {
+        assert_eq!(reply.status.code, 200);
+        assert!(reply.header("Content-Type").unwrap().starts_with("text/csv"));
+        assert_eq!(reply.body, "Rank,Symbol,Price USD\r\n1,BET,30000\r\n2,ALP,2.5\r\n3,DEL,4\r\n4,GAM,3\r\n");
+    }
+    let nd = app.get("/top?limit=2&datetime=2024-05-02T12:00:00Z&format=ndjson");
+    let lines: Vec<Value> = nd.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "beta");
+}
+
+#[test]
+fn bad_top_requests_and_empty_history_are_problems() {
+    let app = market_app();
+    for uri in [
+        "/top",
+        "/top?limit=0",
+        "/top?limit=5001",
+        "/top?limit=-3",
+        "/top?limit=ten",
+        "/top?limit=3&datetime=not-a-date",
+        "/top?limit=3&datetime=2024-02-30",
+        "/top?limit=3&format=xml",
+        "/top?limit=3&when=now",
+    ] {
+        app.get(uri).assert_problem(400);
+    }
+    assert_eq!(app.get("/top?limit=5000").status.code, 200);
+    let p = app.get("/top?limit=3&datetime=1990-01-01").assert_problem(404);
+    assert!(p["detail"].as_str().unwrap().contains("1990-01-01"), "{p}");
+
+    let empty = App::on(TestDb::new(), |_| {});
+    empty.get("/top?limit=3").assert_problem(404);
+}
+
+#[test]
+fn top_answers_if_none_match_until_market_changes() {
+    let app = market_app();
+    let first = app.get("/top?limit=3");
+    let etag = first.header("ETag").unwrap().to_string();
+    assert_eq!(app.get_with("/top?limit=3", "If-None-Match", &etag).status.code, 304);
+    assert_eq!(app.get_with("/top?limit=4", "If-None-Match", &etag).status.code, 200);
+    app.exec("UPDATE data_versions SET version = 2 WHERE dataset = 'market'");
+    assert_eq!(app.get_with("/top?limit=3", "If-None-Match", &etag).status.code, 200);
+}
+
+#[test]
+fn top_on_the_standard_fixture_matches_sql() {
+    let app = App::new();
+    let body = app.get("/top?limit=25").json();
+    let want = app.texts(
+        "WITH latest AS (
+           SELECT DISTINCT ON (coin_id) coin_id, rank, market_cap_usd, volume_24h_usd FROM market
+           WHERE ts <= (SELECT max(ts) FROM market) AND ts >= (SELECT max(ts) FROM market) - interval '1 day'
+           ORDER BY coin_id, ts DESC)
+         SELECT coin_id AS t FROM latest
+         ORDER BY rank NULLS LAST, market_cap_usd DESC NULLS LAST, volume_24h_usd DESC NULLS LAST, coin_id LIMIT 25",
+    );
+    assert_eq!(ids(&body), want);
+}
