@@ -30,11 +30,18 @@ pub fn create_staging(conn: &mut PgConnection) -> QueryResult<()> {
     )
 }
 
-/// Empties the staging tables between files.
-pub fn truncate_staging(conn: &mut PgConnection) -> QueryResult<()> {
-    conn.batch_execute(
-        "TRUNCATE stg_coins, stg_market, stg_rankings, stg_candles, stg_tickers, stg_people, stg_trades",
-    )
+/// Empties the staging tables a dataset's files use, between files.
+pub fn truncate_staging(conn: &mut PgConnection, dataset: Dataset) -> QueryResult<()> {
+    conn.batch_execute(match dataset {
+        Dataset::Coins => "TRUNCATE stg_coins",
+        Dataset::Listings => "TRUNCATE stg_market, stg_rankings",
+        Dataset::Markets => "TRUNCATE stg_market",
+        Dataset::Rankings => "TRUNCATE stg_rankings",
+        Dataset::Candles => "TRUNCATE stg_candles",
+        Dataset::Tickers => "TRUNCATE stg_tickers",
+        Dataset::People => "TRUNCATE stg_people",
+        Dataset::Trades => "TRUNCATE stg_trades",
+    })
 }
 
 /// Writes a batch to staging with binary COPY.
@@ -163,12 +170,8 @@ struct ClassCount {
     class: String,
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-#[derive(QueryableByName)]
-struct Key {
-    #[diesel(sql_type = Text)]
-    key: String,
+    #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+    keys: Vec<String>,
 }
 
 fn row_of(prefix: &str, columns: &[&str]) -> String {
@@ -177,7 +180,8 @@ fn row_of(prefix: &str, columns: &[&str]) -> String {
 }
 
 /// Classifies the staged rows against each other (by input line) and against the target,
-/// then upserts the last row of each key. Returns the classification counts.
+/// and upserts the last row of each key, in one statement: every part of it sees the
+/// target as it was before the upsert.
 fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<MergeCounts> {
     let keys: Vec<&str> = m.keys.iter().map(|(k, _)| *k).collect();
     let partition = keys.join(", ");
@@ -212,34 +216,6 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
             ),
         )
     };
-    let classify = format!(
-        "CREATE TEMP TABLE merge_classes ON COMMIT DROP AS \
-         WITH s AS (SELECT line, {partition}, row_number() OVER w AS rn{value_cols} FROM {stage} WINDOW w AS (PARTITION BY {partition} ORDER BY line)) \
-         SELECT s.line, s.{change_key}::text AS key, {class_expr} AS class \
-         FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join}",
-        stage = m.stage,
-        target = m.target,
-        join = join.join(" AND "),
-    );
-    conn.batch_execute("DROP TABLE IF EXISTS merge_classes")?;
-    conn.batch_execute(&classify)?;
-    let mut counts = MergeCounts::default();
-    let classes: Vec<ClassCount> =
-        diesel::sql_query("SELECT class, count(*) AS n FROM merge_classes GROUP BY class")
-            .load(conn)?;
-    for c in classes {
-        let n = c.n as u64;
-        match c.class.as_str() {
-            "loaded" => counts.loaded += n,
-            "updated" => counts.updated += n,
-            _ => counts.duplicate += n,
-        }
-    }
-    let changed: Vec<Key> =
-        diesel::sql_query("SELECT DISTINCT key FROM merge_classes WHERE class <> 'duplicate'")
-            .load(conn)?;
-    counts.changed_keys = changed.into_iter().map(|k| k.key).collect();
-
     let all: Vec<&str> = keys.iter().chain(m.values.iter()).copied().collect();
     let columns = all.join(", ");
     let source = if m.ordered_insert {
@@ -265,11 +241,30 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
             row_of("EXCLUDED.", m.values)
         )
     };
-    conn.batch_execute(&format!(
-        "INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action}",
+    let sql = format!(
+        "WITH s AS (SELECT line, {partition}, row_number() OVER w AS rn{value_cols} FROM {stage} \
+                    WINDOW w AS (PARTITION BY {partition} ORDER BY line)), \
+         classes AS (SELECT s.{change_key}::text AS key, {class_expr} AS class \
+                     FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join}), \
+         upsert AS (INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action} RETURNING 1) \
+         SELECT class, count(*)::int8 AS n, \
+                coalesce(array_agg(DISTINCT key) FILTER (WHERE class <> 'duplicate'), '{{}}') AS keys \
+         FROM classes GROUP BY class",
+        stage = m.stage,
         target = m.target,
         conflict = m.conflict,
-    ))?;
+        join = join.join(" AND "),
+    );
+    let mut counts = MergeCounts::default();
+    for c in diesel::sql_query(sql).load::<ClassCount>(conn)? {
+        let n = c.n as u64;
+        match c.class.as_str() {
+            "loaded" => counts.loaded += n,
+            "updated" => counts.updated += n,
+            _ => counts.duplicate += n,
+        }
+        counts.changed_keys.extend(c.keys);
+    }
     Ok(counts)
 }
 

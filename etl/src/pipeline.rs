@@ -314,7 +314,7 @@ fn process(
                     changes.rejects_stored = true;
                 }
                 if let Some(reason) = over_budget(&file_report, opts.max_reject_ratio) {
-                    load::truncate_staging(conn)?;
+                    load::truncate_staging(conn, dataset)?;
                     if let Some(snapshot) = snapshot {
                         known = snapshot;
                     }
@@ -324,7 +324,7 @@ fn process(
                 } else {
                     let (new_coins, aliases) = known.coins.take_pending();
                     let merged = load::merge_file(conn, dataset, &new_coins, &aliases)?;
-                    load::truncate_staging(conn)?;
+                    load::truncate_staging(conn, dataset)?;
                     changes.absorb(&merged);
                     file_report.loaded = merged.counts.loaded;
                     file_report.duplicate = merged.counts.duplicate;

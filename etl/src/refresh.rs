@@ -231,9 +231,11 @@ fn sync(
     Ok(count.n)
 }
 
+/// An empty temporary table shaped like `like`. Created once per run and truncated on
+/// reuse: creating one per batch would pile up locks in the run's transaction.
 fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
     conn.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {temp}; CREATE TEMP TABLE {temp} (LIKE {like}) ON COMMIT DROP"
+        "CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {like}) ON COMMIT DROP; TRUNCATE {temp}"
     ))
 }
 
@@ -330,7 +332,7 @@ fn refresh_ranks(
             })
             .collect();
         conn.batch_execute(
-            "DROP TABLE IF EXISTS tmp_rank; CREATE TEMP TABLE tmp_rank (coin_id text, ts timestamptz, rank int4, rank_source text) ON COMMIT DROP",
+            "CREATE TEMP TABLE IF NOT EXISTS tmp_rank (coin_id text, ts timestamptz, rank int4, rank_source text) ON COMMIT DROP; TRUNCATE tmp_rank",
         )?;
         for chunk in rows.chunks(crate::load::COPY_CHUNK) {
             diesel::copy_from(tmp_rank::table)

@@ -163,6 +163,10 @@ impl Validator {
         };
         let mut coin =
             |row: &Fields<'_>, known: &Known| resolve_coin(detected, file_coin, row, known);
+        // Zeroed values count only for rows that are kept.
+        let total_zeroed = zeroed;
+        let mut row_zeroed = 0u64;
+        let zeroed = &mut row_zeroed;
         match detected.dataset {
             Dataset::Listings => {
                 let id = row.text(Column::Coin)?;
@@ -329,6 +333,7 @@ impl Validator {
                 });
             }
         }
+        *total_zeroed += row_zeroed;
         Ok(())
     }
 }

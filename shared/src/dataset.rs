@@ -326,11 +326,8 @@ pub fn detect(header: &[&str], file_name: &str) -> Option<Detected> {
         let keeps_roles = [Column::Name, Column::Symbol];
         let mut kept: HashMap<Column, usize> = HashMap::new();
         for (column, index) in columns {
-            if used.contains(&index)
-                && (dataset.required().contains(&column)
-                    || dataset.optional().contains(&column)
-                    || keeps_roles.contains(&column))
-            {
+            let role = dataset.required().contains(&column) || dataset.optional().contains(&column);
+            if (role && used.contains(&index)) || keeps_roles.contains(&column) {
                 kept.insert(column, index);
             }
         }

@@ -81,6 +81,11 @@ impl Fixture {
             .t
     }
 
+    /// A float8 value, parsed back exactly (PostgreSQL prints the shortest round-trip form).
+    pub fn float(&self, sql: &str) -> Option<f64> {
+        self.text(sql).map(|t| t.parse().expect("a float"))
+    }
+
     /// (line, column, reason) of every reject of a file, by line.
     pub fn rejects(&self, path: &str) -> Vec<(i64, Option<String>, String)> {
         use coinflow_shared::schema::etl_rejects::dsl::*;
