@@ -69,7 +69,8 @@ pub fn connect_with_wait(url: &str, max_wait: Duration) -> Result<PgConnection, 
             Err(e) => {
                 let waited = started.elapsed();
                 let (host, port) = host_port(url);
-                let message = e.to_string().trim().to_string();
+                // libpq's message spans lines (error, then a hint): keep it on one.
+                let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
                 if waited + delay > max_wait {
                     return Err(DbError::Unreachable {
                         host,
