@@ -181,6 +181,12 @@ fn to_ts(micros: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 #[derive(QueryableByName)]
+struct Key {
+    #[diesel(sql_type = Text)]
+    key: String,
+}
+
+#[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
@@ -292,6 +298,18 @@ fn refresh_ranks(
     if coins.is_empty() {
         return Ok(0);
     }
+    // A coin with no ranking and no ranked snapshot has nothing to join: its snapshots'
+    // ranks stay null. Skipping it keeps price-only loads from reading everything back.
+    let coins: Vec<String> = diesel::sql_query(
+        "SELECT c AS key FROM unnest($1::text[]) AS c \
+         WHERE EXISTS (SELECT 1 FROM rankings r WHERE r.coin_id = c) \
+            OR EXISTS (SELECT 1 FROM market m WHERE m.coin_id = c AND m.rank IS NOT NULL)",
+    )
+    .bind::<Array<Text>, _>(coins)
+    .load::<Key>(conn)?
+    .into_iter()
+    .map(|k| k.key)
+    .collect();
     let mut changed = 0;
     for batch in coins.chunks(COIN_BATCH) {
         let snaps: Vec<(String, DateTime<Utc>)> = market::table

@@ -30,6 +30,8 @@ CREATE TABLE market (
     PRIMARY KEY (coin_id, ts)
 );
 CREATE INDEX market_ts_idx ON market (ts);
+-- Which coins have ranked snapshots (the rank refresh skips the others).
+CREATE INDEX market_ranked_coin_idx ON market (coin_id) WHERE rank IS NOT NULL;
 
 -- The ranking source: ranks observed at their own timestamps.
 CREATE TABLE rankings (
