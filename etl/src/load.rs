@@ -255,6 +255,9 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
         conflict = m.conflict,
         join = join.join(" AND "),
     );
+    // Fresh statistics let the planner probe the target's index for a small file instead
+    // of scanning the whole (growing) target once per file.
+    conn.batch_execute(&format!("ANALYZE {}", m.stage))?;
     let mut counts = MergeCounts::default();
     for c in diesel::sql_query(sql).load::<ClassCount>(conn)? {
         let n = c.n as u64;
