@@ -70,7 +70,11 @@ pub fn connect_with_wait(url: &str, max_wait: Duration) -> Result<PgConnection, 
                 let waited = started.elapsed();
                 let (host, port) = host_port(url);
                 // libpq's message spans lines (error, then a hint): keep it on one.
-                let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                let message = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 if waited + delay > max_wait {
                     return Err(DbError::Unreachable {
                         host,
