@@ -246,9 +246,10 @@ fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<Me
                     WINDOW w AS (PARTITION BY {partition} ORDER BY line)), \
          classes AS (SELECT s.{change_key}::text AS key, {class_expr} AS class \
                      FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join}), \
-         upsert AS (INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action} RETURNING 1) \
+         upsert AS (INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action} RETURNING 1), \
+         changed AS (SELECT DISTINCT key FROM classes WHERE class <> 'duplicate') \
          SELECT class, count(*)::int8 AS n, \
-                coalesce(array_agg(DISTINCT key) FILTER (WHERE class <> 'duplicate'), '{{}}') AS keys \
+                (SELECT coalesce(array_agg(key), '{{}}') FROM changed) AS keys \
          FROM classes GROUP BY class",
         stage = m.stage,
         target = m.target,

@@ -13,6 +13,7 @@ use crate::values::DateOrder;
 use coinflow_shared::dataset::{Dataset, Detected};
 use coinflow_shared::db::{self, DbError};
 use coinflow_shared::schema::{coin_aliases, coins, people};
+use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use std::path::{Path, PathBuf};
@@ -235,6 +236,8 @@ fn process(
         run_id: Some(run_id),
         ..RunReport::default()
     };
+    // Merges sort whole files (by key and line): let them sort in memory where they can.
+    conn.batch_execute("SET LOCAL work_mem = '256MB'")?;
     let loaded = load::loaded_hashes(conn)?;
     let mut work = Vec::new();
     for path in extract::discover(&opts.data_dir)? {
