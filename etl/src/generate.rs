@@ -10,16 +10,29 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone)]
+/// What to generate (also the `generate` subcommand's arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct GenerateOptions {
+    /// Number of coins.
+    #[arg(long)]
     pub coins: usize,
+    /// Days of hourly (see --interval-minutes) snapshots, from 2024-01-01.
+    #[arg(long)]
     pub days: u32,
+    /// Number of people (each makes 0–12 trades).
+    #[arg(long, default_value_t = 50)]
     pub people: usize,
+    /// Seed: the same seed writes the same bytes.
+    #[arg(long)]
     pub seed: u64,
+    /// Output directory (created if missing).
+    #[arg(long)]
     pub out: PathBuf,
     /// Minutes between two price snapshots of a coin.
+    #[arg(long, default_value_t = 60)]
     pub interval_minutes: u32,
     /// Sprinkle known bad rows (well under the reject budget).
+    #[arg(long)]
     pub with_errors: bool,
 }
 

@@ -48,24 +48,7 @@ enum Command {
         run: RunArgs,
     },
     /// Write deterministic, realistic synthetic data in the canonical formats.
-    Generate {
-        #[arg(long)]
-        coins: usize,
-        #[arg(long)]
-        days: u32,
-        #[arg(long, default_value_t = 50)]
-        people: usize,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long)]
-        out: PathBuf,
-        /// Minutes between two snapshots of a coin.
-        #[arg(long, default_value_t = 60)]
-        interval_minutes: u32,
-        /// Sprinkle known bad rows (well under the reject budget).
-        #[arg(long)]
-        with_errors: bool,
-    },
+    Generate(GenerateOptions),
 }
 
 #[derive(Args, Clone)]
@@ -186,37 +169,18 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Watch { interval, run }) => watch(url, cli.db_wait, &run, interval),
-        Some(Command::Generate {
-            coins,
-            days,
-            people,
-            seed,
-            out,
-            interval_minutes,
-            with_errors,
-        }) => {
-            let opts = GenerateOptions {
-                coins,
-                days,
-                people,
-                seed,
-                out,
-                interval_minutes,
-                with_errors,
-            };
-            match generate(&opts) {
-                Ok(counts) => {
-                    for (file, rows) in counts {
-                        println!("{}: {rows} rows", opts.out.join(file).display());
-                    }
-                    ExitCode::SUCCESS
+        Some(Command::Generate(opts)) => match generate(&opts) {
+            Ok(counts) => {
+                for (file, rows) in counts {
+                    println!("{}: {rows} rows", opts.out.join(file).display());
                 }
-                Err(e) => {
-                    eprintln!("coinflow-etl: cannot write to {}: {e}", opts.out.display());
-                    ExitCode::from(1)
-                }
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("coinflow-etl: cannot write to {}: {e}", opts.out.display());
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

@@ -6,17 +6,6 @@ use coinflow_etl::EtlError;
 use common::*;
 use diesel::prelude::*;
 
-fn file<'a>(
-    report: &'a coinflow_etl::RunReport,
-    path: &str,
-) -> &'a coinflow_etl::report::FileReport {
-    report
-        .files
-        .iter()
-        .find(|f| f.path == path)
-        .unwrap_or_else(|| panic!("no report for {path}"))
-}
-
 #[test]
 fn bom_crlf_and_quoted_newlines_are_read() {
     let fx = Fixture::new();

@@ -65,17 +65,6 @@ fn zeros(values: &[Option<f64>], keep: &[bool]) -> u64 {
         .count() as u64
 }
 
-fn file_report<'a>(
-    report: &'a coinflow_etl::RunReport,
-    path: &str,
-) -> &'a coinflow_etl::report::FileReport {
-    report
-        .files
-        .iter()
-        .find(|f| f.path == path)
-        .unwrap_or_else(|| panic!("no report for {path}"))
-}
-
 #[test]
 fn cmc_listing_fans_out_into_coins_markets_and_rankings() {
     let source = datasets().join("cmc_listing_2017/coinmarketcap_06122017.csv");
@@ -84,7 +73,7 @@ fn cmc_listing_fans_out_into_coins_markets_and_rankings() {
     link(&fx, "cmc/coinmarketcap_06122017.csv", &source);
     let report = fx.run();
     assert_reconciles(&report);
-    let f = file_report(&report, "cmc/coinmarketcap_06122017.csv");
+    let f = file(&report, "cmc/coinmarketcap_06122017.csv");
     let n = raw.rows.len() as u64;
     assert_eq!(n, 1326);
     let keep = vec![true; raw.rows.len()];
@@ -173,7 +162,7 @@ fn coingecko_exports_take_the_coin_from_the_file_name() {
         let raw = Raw::read(&dir.join(format!("{name}-usd-max.csv")));
         let n = raw.rows.len() as u64;
         let keep = vec![true; raw.rows.len()];
-        let f = file_report(&report, &format!("exports/{name}-usd-max.csv"));
+        let f = file(&report, &format!("exports/{name}-usd-max.csv"));
         assert_eq!(
             (f.dataset.as_deref(), f.read, f.loaded, f.rejected),
             (Some("markets"), n, n, 0),
@@ -231,7 +220,7 @@ fn kaggle_histories_load_as_candles_with_both_date_styles() {
         let raw = Raw::read(&dir.join(name));
         let n = raw.rows.len() as u64;
         let keep = vec![true; raw.rows.len()];
-        let f = file_report(&report, &format!("kaggle/{name}"));
+        let f = file(&report, &format!("kaggle/{name}"));
         assert_eq!(
             (f.dataset.as_deref(), f.read, f.loaded, f.rejected),
             (Some("candles"), n, n, 0),
@@ -290,7 +279,7 @@ fn coingecko_daily_files_reject_negative_values_and_set_aside_the_orphan() {
         let prices = raw.numbers("price");
         let caps = raw.numbers("marketCap");
         let volumes = raw.numbers("totalVolume");
-        let f = file_report(&report, &format!("coins/{c}.csv"));
+        let f = file(&report, &format!("coins/{c}.csv"));
         assert_eq!(f.read, raw.rows.len() as u64);
         if c == "qredo" {
             assert_eq!((f.status.as_str(), f.rejected), ("set_aside", f.read));

@@ -114,3 +114,12 @@ pub fn assert_reconciles(report: &RunReport) {
         }
     }
 }
+
+/// The report of one file of a run.
+pub fn file<'a>(report: &'a RunReport, path: &str) -> &'a coinflow_etl::report::FileReport {
+    report
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no report for {path}"))
+}
