@@ -179,10 +179,93 @@ fn row_of(prefix: &str, columns: &[&str]) -> String {
     format!("ROW({})", list.join(", "))
 }
 
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+    keys: Vec<String>,
+}
+
+/// Why the optimistic insert did not settle a file.
+enum FastPath {
+    /// Some staged key already exists, in the target or earlier in the file.
+    Conflicts,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for FastPath {
+    fn from(e: diesel::result::Error) -> Self {
+        FastPath::Db(e)
+    }
+}
+
+/// Merges a staged file. Most files bring only new keys: they are inserted in one pass
+/// under a savepoint, with no sorting. When any staged key conflicts (a duplicate or an
+/// update, in the file or against the target), the savepoint is rolled back and the
+/// file goes through the full classification.
+fn merge(
+    conn: &mut PgConnection,
+    m: &Merge,
+    change_key: &str,
+    staged: u64,
+) -> QueryResult<MergeCounts> {
+    if staged == 0 {
+        return Ok(MergeCounts::default());
+    }
+    match conn.transaction(|conn| insert_new_only(conn, m, change_key, staged)) {
+        Ok(counts) => Ok(counts),
+        Err(FastPath::Conflicts) => merge_classified(conn, m, change_key),
+        Err(FastPath::Db(e)) => Err(e),
+    }
+}
+
+fn insert_new_only(
+    conn: &mut PgConnection,
+    m: &Merge,
+    change_key: &str,
+    staged: u64,
+) -> Result<MergeCounts, FastPath> {
+    let columns: Vec<&str> = m
+        .keys
+        .iter()
+        .map(|(k, _)| *k)
+        .chain(m.values.iter().copied())
+        .collect();
+    let columns = columns.join(", ");
+    let order = if m.ordered_insert {
+        " ORDER BY line"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "WITH ins AS (INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage}{order} \
+                      ON CONFLICT {conflict} DO NOTHING RETURNING {change_key}::text AS key) \
+         SELECT (SELECT count(*) FROM ins)::int8 AS n, \
+                (SELECT coalesce(array_agg(key), '{{}}') FROM (SELECT DISTINCT key FROM ins) d) AS keys",
+        target = m.target,
+        stage = m.stage,
+        conflict = m.conflict,
+    );
+    let inserted: Inserted = diesel::sql_query(sql).get_result(conn)?;
+    if inserted.n as u64 != staged {
+        return Err(FastPath::Conflicts);
+    }
+    Ok(MergeCounts {
+        loaded: staged,
+        changed_keys: inserted.keys.into_iter().collect(),
+        ..MergeCounts::default()
+    })
+}
+
 /// Classifies the staged rows against each other (by input line) and against the target,
 /// and upserts the last row of each key, in one statement: every part of it sees the
 /// target as it was before the upsert.
-fn merge(conn: &mut PgConnection, m: &Merge, change_key: &str) -> QueryResult<MergeCounts> {
+fn merge_classified(
+    conn: &mut PgConnection,
+    m: &Merge,
+    change_key: &str,
+) -> QueryResult<MergeCounts> {
     let keys: Vec<&str> = m.keys.iter().map(|(k, _)| *k).collect();
     let partition = keys.join(", ");
     let join: Vec<String> = m
@@ -286,11 +369,12 @@ pub struct FileMerge {
     pub trades_changed: bool,
 }
 
-/// Merges a staged file into the warehouse; `new_coins` and `aliases` are what a
-/// listings file added to the coin dimension.
+/// Merges a staged file of `staged` rows into the warehouse; `new_coins` and `aliases`
+/// are what a listings file added to the coin dimension.
 pub fn merge_file(
     conn: &mut PgConnection,
     dataset: Dataset,
+    staged: u64,
     new_coins: &[NewCoin],
     aliases: &[(String, String)],
 ) -> QueryResult<FileMerge> {
@@ -335,36 +419,36 @@ pub fn merge_file(
     }
     match dataset {
         Dataset::Coins => {
-            out.counts = merge(conn, &MERGE_COINS, "id")?;
+            out.counts = merge(conn, &MERGE_COINS, "id", staged)?;
             out.coins_changed |= out.counts.loaded + out.counts.updated > 0;
         }
         Dataset::Listings => {
-            out.counts = merge(conn, &MERGE_MARKET, "coin_id")?;
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id", staged)?;
             out.market_coins = out.counts.changed_keys.clone();
-            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id")?.changed_keys;
+            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id", staged)?.changed_keys;
         }
         Dataset::Markets => {
-            out.counts = merge(conn, &MERGE_MARKET, "coin_id")?;
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id", staged)?;
             out.market_coins = out.counts.changed_keys.clone();
         }
         Dataset::Rankings => {
-            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id")?;
+            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id", staged)?;
             out.ranking_coins = out.counts.changed_keys.clone();
         }
         Dataset::Candles => {
-            out.counts = merge(conn, &MERGE_CANDLES, "coin_id")?;
+            out.counts = merge(conn, &MERGE_CANDLES, "coin_id", staged)?;
             out.candle_coins = out.counts.changed_keys.clone();
         }
         Dataset::Tickers => {
-            out.counts = merge(conn, &MERGE_TICKERS, "coin_id")?;
+            out.counts = merge(conn, &MERGE_TICKERS, "coin_id", staged)?;
             out.ticker_coins = out.counts.changed_keys.clone();
         }
         Dataset::People => {
-            out.counts = merge(conn, &MERGE_PEOPLE, "person_id")?;
+            out.counts = merge(conn, &MERGE_PEOPLE, "person_id", staged)?;
             out.people_changed = out.counts.loaded + out.counts.updated > 0;
         }
         Dataset::Trades => {
-            out.counts = merge(conn, &MERGE_TRADES, "person_id")?;
+            out.counts = merge(conn, &MERGE_TRADES, "person_id", staged)?;
             out.trades_changed = out.counts.loaded + out.counts.updated > 0;
         }
     }

@@ -326,7 +326,13 @@ fn process(
                     file_report.reason = Some(reason);
                 } else {
                     let (new_coins, aliases) = known.coins.take_pending();
-                    let merged = load::merge_file(conn, dataset, &new_coins, &aliases)?;
+                    let merged = load::merge_file(
+                        conn,
+                        dataset,
+                        file_report.read - file_report.rejected,
+                        &new_coins,
+                        &aliases,
+                    )?;
                     load::truncate_staging(conn, dataset)?;
                     changes.absorb(&merged);
                     file_report.loaded = merged.counts.loaded;
