@@ -52,7 +52,12 @@ fn not_found(req: &Request<'_>) -> ApiError {
     if !allowed.is_empty() && !allowed.contains(&req.method()) {
         let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
         return ApiError::MethodNotAllowed {
-            detail: format!("{} is not allowed on {}; use {}", req.method(), req.uri().path(), names.join(", ")),
+            detail: format!(
+                "{} is not allowed on {}; use {}",
+                req.method(),
+                req.uri().path(),
+                names.join(", ")
+            ),
             allowed,
         };
     }
@@ -61,7 +66,10 @@ fn not_found(req: &Request<'_>) -> ApiError {
 
 #[rocket::catch(422)]
 fn unparsable_value(req: &Request<'_>) -> ApiError {
-    ApiError::bad_request(format!("a value in {} could not be parsed", req.uri().path()))
+    ApiError::bad_request(format!(
+        "a value in {} could not be parsed",
+        req.uri().path()
+    ))
 }
 
 #[rocket::catch(default)]
@@ -70,7 +78,11 @@ fn default(status: Status, req: &Request<'_>) -> Problem {
         400 => "the request is malformed".to_string(),
         413 => "the request body is too large".to_string(),
         500 => {
-            log::error!("{} {}: internal error without a response", req.method(), req.uri());
+            log::error!(
+                "{} {}: internal error without a response",
+                req.method(),
+                req.uri()
+            );
             "an internal error occurred; it has been logged".to_string()
         }
         503 => "the service is unavailable; retry later".to_string(),

@@ -98,21 +98,81 @@ impl Source {
     fn key(self) -> &'static [KeyCol] {
         use Kind::*;
         match self {
-            Source::Served(Served::Market) => &[KeyCol { column: "coin_id", kind: Text }, KeyCol { column: "ts", kind: Ts }],
-            Source::Served(Served::Daily) => &[KeyCol { column: "coin_id", kind: Text }, KeyCol { column: "day", kind: Date }],
-            Source::Served(Served::Coins) => &[KeyCol { column: "id", kind: Text }],
-            Source::Served(Served::CoinExchanges) => &[KeyCol { column: "coin_id", kind: Text }],
-            Source::Served(Served::Traders) => &[KeyCol { column: "person_id", kind: Int }],
-            Source::Served(Served::Positions) => &[KeyCol { column: "person_id", kind: Int }, KeyCol { column: "coin_id", kind: Text }],
-            Source::Served(Served::Rejects) => &[KeyCol { column: "run_id", kind: Int }, KeyCol { column: "file", kind: Text }, KeyCol { column: "line", kind: Int }],
-            Source::TaskResults => &[KeyCol { column: "task_run", kind: Int }, KeyCol { column: "coin_id", kind: Text }],
+            Source::Served(Served::Market) => &[
+                KeyCol {
+                    column: "coin_id",
+                    kind: Text,
+                },
+                KeyCol {
+                    column: "ts",
+                    kind: Ts,
+                },
+            ],
+            Source::Served(Served::Daily) => &[
+                KeyCol {
+                    column: "coin_id",
+                    kind: Text,
+                },
+                KeyCol {
+                    column: "day",
+                    kind: Date,
+                },
+            ],
+            Source::Served(Served::Coins) => &[KeyCol {
+                column: "id",
+                kind: Text,
+            }],
+            Source::Served(Served::CoinExchanges) => &[KeyCol {
+                column: "coin_id",
+                kind: Text,
+            }],
+            Source::Served(Served::Traders) => &[KeyCol {
+                column: "person_id",
+                kind: Int,
+            }],
+            Source::Served(Served::Positions) => &[
+                KeyCol {
+                    column: "person_id",
+                    kind: Int,
+                },
+                KeyCol {
+                    column: "coin_id",
+                    kind: Text,
+                },
+            ],
+            Source::Served(Served::Rejects) => &[
+                KeyCol {
+                    column: "run_id",
+                    kind: Int,
+                },
+                KeyCol {
+                    column: "file",
+                    kind: Text,
+                },
+                KeyCol {
+                    column: "line",
+                    kind: Int,
+                },
+            ],
+            Source::TaskResults => &[
+                KeyCol {
+                    column: "task_run",
+                    kind: Int,
+                },
+                KeyCol {
+                    column: "coin_id",
+                    kind: Text,
+                },
+            ],
         }
     }
 
     fn takes_coin(self) -> bool {
         matches!(
             self,
-            Source::Served(Served::Market | Served::Daily | Served::CoinExchanges | Served::Positions)
+            Source::Served(
+                Served::Market | Served::Daily | Served::CoinExchanges | Served::Positions
+            )
         )
     }
 
@@ -202,7 +262,10 @@ impl Filters {
             map.insert("coin".into(), c.clone());
         }
         if let Some(f) = self.from {
-            map.insert("from".into(), f.to_rfc3339_opts(SecondsFormat::Micros, true));
+            map.insert(
+                "from".into(),
+                f.to_rfc3339_opts(SecondsFormat::Micros, true),
+            );
         }
         if let Some(t) = self.to {
             map.insert("to".into(), t.to_rfc3339_opts(SecondsFormat::Micros, true));
@@ -219,8 +282,13 @@ impl Filters {
         for (name, value) in map {
             match name.as_str() {
                 "coin" => filters.coin = Some(value.clone()),
-                "from" => filters.from = Some(parse_instant("from", value, DayEnd::Start).map_err(|_| bad())?),
-                "to" => filters.to = Some(parse_instant("to", value, DayEnd::End).map_err(|_| bad())?),
+                "from" => {
+                    filters.from =
+                        Some(parse_instant("from", value, DayEnd::Start).map_err(|_| bad())?)
+                }
+                "to" => {
+                    filters.to = Some(parse_instant("to", value, DayEnd::End).map_err(|_| bad())?)
+                }
                 "run" => filters.run = Some(value.parse().map_err(|_| bad())?),
                 _ => return Err(bad()),
             }
@@ -268,11 +336,17 @@ fn where_and_order(
     let mut conds = Vec::new();
     let mut fixed: Vec<&str> = Vec::new();
     if let Some(coin) = &filters.coin {
-        conds.push(format!("t.coin_id = {}", st.param(coin.clone(), Kind::Text)));
+        conds.push(format!(
+            "t.coin_id = {}",
+            st.param(coin.clone(), Kind::Text)
+        ));
         fixed.push("coin_id");
     }
     if let Some(run) = filters.run {
-        conds.push(format!("t.run_id = {}", st.param(run.to_string(), Kind::Int)));
+        conds.push(format!(
+            "t.run_id = {}",
+            st.param(run.to_string(), Kind::Int)
+        ));
         fixed.push("run_id");
     }
     let time_column = match source {
@@ -295,7 +369,9 @@ fn where_and_order(
     }
     if let Some(after) = after {
         if after.len() != keys.len() {
-            return Err(ApiError::bad_request("the cursor does not fit this dataset"));
+            return Err(ApiError::bad_request(
+                "the cursor does not fit this dataset",
+            ));
         }
         // Key columns pinned by an equality filter drop out of the comparison, which
         // leaves a plain range on the rest of the index.
@@ -316,7 +392,11 @@ fn where_and_order(
     } else {
         format!("WHERE {}", conds.join(" AND "))
     };
-    let order = keys.iter().map(|k| format!("t.{}", k.column)).collect::<Vec<_>>().join(", ");
+    let order = keys
+        .iter()
+        .map(|k| format!("t.{}", k.column))
+        .collect::<Vec<_>>()
+        .join(", ");
     // The same order without the pinned columns: what a consumer of the scan's output
     // can rely on without knowing the filters (else it would sort again).
     let free_order = keys
@@ -351,12 +431,19 @@ pub fn statements(
     let as_text = |k: &KeyCol| match k.kind {
         Kind::Text => format!("t.{}", k.column),
         Kind::Int => format!("t.{}::text", k.column),
-        Kind::Ts => format!("to_char(t.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", k.column),
+        Kind::Ts => format!(
+            "to_char(t.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            k.column
+        ),
         Kind::Date => format!("to_char(t.{}, 'YYYY-MM-DD')", k.column),
     };
     let mut texts: Vec<String> = key_cols.iter().map(as_text).collect();
     texts.resize(3, "NULL::text".to_string());
-    let plain = key_cols.iter().map(|k| format!("t.{}", k.column)).collect::<Vec<_>>().join(", ");
+    let plain = key_cols
+        .iter()
+        .map(|k| format!("t.{}", k.column))
+        .collect::<Vec<_>>()
+        .join(", ");
     let limit = keys_st.param((u64::from(size) + 1).to_string(), Kind::Int);
     let from_row = keys_st.param(size.to_string(), Kind::Int);
     keys_st.sql = format!(
@@ -372,7 +459,8 @@ pub fn statements(
 
     let (select, from) = source.select_from();
     let limit = rows_st.param(size.to_string(), Kind::Int);
-    rows_st.sql = format!("SELECT {select} FROM {from} {where_clause} ORDER BY {order} LIMIT {limit}");
+    rows_st.sql =
+        format!("SELECT {select} FROM {from} {where_clause} ORDER BY {order} LIMIT {limit}");
     Ok((keys_st, rows_st))
 }
 
@@ -421,19 +509,21 @@ pub fn explain(conn: &mut PgConnection, st: &Statement) -> Result<Vec<String>, A
 
 /// The data version of a served dataset (0 before any ETL run).
 pub fn data_version(conn: &mut PgConnection, dataset: &str) -> Result<i64, ApiError> {
-    let row: Option<VersionRow> = diesel::sql_query("SELECT version FROM data_versions WHERE dataset = $1")
-        .bind::<Text, _>(dataset)
-        .get_result(conn)
-        .optional()?;
+    let row: Option<VersionRow> =
+        diesel::sql_query("SELECT version FROM data_versions WHERE dataset = $1")
+            .bind::<Text, _>(dataset)
+            .get_result(conn)
+            .optional()?;
     Ok(row.map_or(0, |r| r.version))
 }
 
 /// A fingerprint of the task results: the latest task run that stored a result and the
 /// number of results. Task-result ETags come from it.
 pub fn task_state(conn: &mut PgConnection) -> Result<String, ApiError> {
-    let row: TaskStateRow =
-        diesel::sql_query("SELECT COALESCE(max(task_run), 0) AS last_run, count(*) AS results FROM task_results")
-            .get_result(conn)?;
+    let row: TaskStateRow = diesel::sql_query(
+        "SELECT COALESCE(max(task_run), 0) AS last_run, count(*) AS results FROM task_results",
+    )
+    .get_result(conn)?;
     Ok(format!("tasks:{}:{}", row.last_run, row.results))
 }
 
@@ -459,8 +549,14 @@ pub struct ChunkPlan {
 impl ChunkPlan {
     /// A plan continuing from `token`, which must be a cursor of `expected` (any served
     /// dataset when `None`).
-    pub fn resume(codec: &CursorCodec, token: &str, expected: Option<Source>) -> Result<(Source, Cursor, Filters), ApiError> {
-        let cursor = codec.decode(token).map_err(|e| ApiError::bad_request(format!("invalid cursor: {e}")))?;
+    pub fn resume(
+        codec: &CursorCodec,
+        token: &str,
+        expected: Option<Source>,
+    ) -> Result<(Source, Cursor, Filters), ApiError> {
+        let cursor = codec
+            .decode(token)
+            .map_err(|e| ApiError::bad_request(format!("invalid cursor: {e}")))?;
         let source = Source::from_name(&cursor.dataset)
             .ok_or_else(|| ApiError::bad_request("the cursor names an unknown dataset"))?;
         match expected {
@@ -508,9 +604,14 @@ pub async fn serve(pool: &PgPool, codec: &CursorCodec, plan: ChunkPlan) -> Resul
         .etag(&head.etag)
         .header("X-Data-Version", head.version.to_string());
     if let Some(cursor) = head.next_cursor {
-        let format_part = format_param.map(|f| format!("&format={f}")).unwrap_or_default();
+        let format_part = format_param
+            .map(|f| format!("&format={f}"))
+            .unwrap_or_default();
         reply = reply
-            .header("Link", format!("<{next_path}?cursor={cursor}{format_part}>; rel=\"next\""))
+            .header(
+                "Link",
+                format!("<{next_path}?cursor={cursor}{format_part}>; rel=\"next\""),
+            )
             .header("X-Next-Cursor", cursor);
     }
     Ok(reply)
@@ -616,7 +717,11 @@ fn produce(
 }
 
 /// The bytes around the rows: the JSON envelope, or the CSV header.
-fn envelope(plan: &ChunkPlan, version: i64, next_cursor: Option<&str>) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+fn envelope(
+    plan: &ChunkPlan,
+    version: i64,
+    next_cursor: Option<&str>,
+) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
     Ok(match plan.format {
         Format::Json => {
             let prefix = match plan.source {
@@ -706,7 +811,10 @@ pub fn plan_from_request(
 ) -> Result<ChunkPlan, ApiError> {
     let format = info.format()?;
     let format_param = info.get("format").map(|f| f.trim().to_ascii_lowercase());
-    let size_param = info.get("size").map(crate::params::parse_size).transpose()?;
+    let size_param = info
+        .get("size")
+        .map(crate::params::parse_size)
+        .transpose()?;
     if let Some(token) = info.get("cursor") {
         let (resumed, cursor, filters) = ChunkPlan::resume(codec, token, source)?;
         if let Some(size) = size_param {

@@ -33,7 +33,10 @@ impl std::fmt::Debug for ApiConfig {
             .field("database", &format!("{host}:{port}"))
             .field("address", &self.address)
             .field("port", &self.port)
-            .field("cursor_secret", &self.cursor_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "cursor_secret",
+                &self.cursor_secret.as_ref().map(|_| "<set>"),
+            )
             .field("task_output_dir", &self.task_output_dir)
             .field("write_token", &self.write_token.as_ref().map(|_| "<set>"))
             .field("pool_size", &self.pool_size)

@@ -42,7 +42,10 @@ impl Problem {
 
     /// A problem for a bare status (catchers): the slug is the reason phrase in kebab case.
     pub fn for_status(status: Status, detail: impl Into<String>) -> Problem {
-        let slug = status.reason_lossy().to_lowercase().replace([' ', '\''], "-");
+        let slug = status
+            .reason_lossy()
+            .to_lowercase()
+            .replace([' ', '\''], "-");
         Problem::new(status, &slug, detail)
     }
 }
@@ -57,7 +60,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{detail}")]
-    MethodNotAllowed { detail: String, allowed: Vec<Method> },
+    MethodNotAllowed {
+        detail: String,
+        allowed: Vec<Method>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -134,7 +140,11 @@ impl ApiError {
     fn log(&self, request: &Request<'_>) {
         match self {
             ApiError::Internal(e) => log::error!("{} {}: {e}", request.method(), request.uri()),
-            ApiError::Unavailable(e) => log::warn!("{} {}: database unavailable: {e}", request.method(), request.uri()),
+            ApiError::Unavailable(e) => log::warn!(
+                "{} {}: database unavailable: {e}",
+                request.method(),
+                request.uri()
+            ),
             _ => {}
         }
     }
@@ -161,13 +171,16 @@ impl From<DieselError> for ApiError {
     fn from(e: DieselError) -> ApiError {
         match e {
             DieselError::NotFound => ApiError::NotFound("no such resource".into()),
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
-                ApiError::Unavailable(info.message().to_string())
-            }
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => ApiError::Unavailable(info.message().to_string()),
             DieselError::DatabaseError(_, ref info) if is_connection_failure(info.message()) => {
                 ApiError::Unavailable(info.message().to_string())
             }
-            DieselError::BrokenTransactionManager => ApiError::Unavailable("broken transaction manager".into()),
+            DieselError::BrokenTransactionManager => {
+                ApiError::Unavailable("broken transaction manager".into())
+            }
             other => ApiError::Internal(format!("database: {other}")),
         }
     }
@@ -243,7 +256,10 @@ mod tests {
 
     #[test]
     fn not_found_from_diesel_is_a_404() {
-        assert_eq!(ApiError::from(DieselError::NotFound).status(), Status::NotFound);
+        assert_eq!(
+            ApiError::from(DieselError::NotFound).status(),
+            Status::NotFound
+        );
     }
 
     #[test]

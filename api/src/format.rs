@@ -50,15 +50,20 @@ impl Format {
         let mut ranked: Vec<_> = accept.iter().collect();
         // Stable sort: equal weights keep the client's order.
         ranked.sort_by(|a, b| b.weight_or(1.0).total_cmp(&a.weight_or(1.0)));
-        ranked.into_iter().filter(|q| q.weight_or(1.0) > 0.0).find_map(|q| {
-            let m = q.media_type();
-            match (m.top().as_str(), m.sub().as_str()) {
-                ("text", "csv") => Some(Format::Csv),
-                ("application", "x-ndjson" | "ndjson" | "jsonl" | "x-jsonlines") => Some(Format::Ndjson),
-                ("application", "json" | "*") | ("*", "*") => Some(Format::Json),
-                _ => None,
-            }
-        })
+        ranked
+            .into_iter()
+            .filter(|q| q.weight_or(1.0) > 0.0)
+            .find_map(|q| {
+                let m = q.media_type();
+                match (m.top().as_str(), m.sub().as_str()) {
+                    ("text", "csv") => Some(Format::Csv),
+                    ("application", "x-ndjson" | "ndjson" | "jsonl" | "x-jsonlines") => {
+                        Some(Format::Ndjson)
+                    }
+                    ("application", "json" | "*") | ("*", "*") => Some(Format::Json),
+                    _ => None,
+                }
+            })
     }
 
     /// `format=` wins over `Accept`; JSON when neither says anything we serve.
@@ -173,9 +178,12 @@ pub fn csv_header(out: &mut Vec<u8>, header: &[&str]) {
 /// Appends one row in `format` (JSON rows are bare objects; the caller adds separators).
 pub fn write_row<R: Record>(out: &mut Vec<u8>, format: Format, row: &R) -> Result<(), ApiError> {
     match format {
-        Format::Json => serde_json::to_writer(&mut *out, row).map_err(|e| ApiError::internal("encode row", e)),
+        Format::Json => {
+            serde_json::to_writer(&mut *out, row).map_err(|e| ApiError::internal("encode row", e))
+        }
         Format::Ndjson => {
-            serde_json::to_writer(&mut *out, row).map_err(|e| ApiError::internal("encode row", e))?;
+            serde_json::to_writer(&mut *out, row)
+                .map_err(|e| ApiError::internal("encode row", e))?;
             out.push(b'\n');
             Ok(())
         }
@@ -200,9 +208,11 @@ pub fn render_list<R: Record>(
     match format {
         Format::Json => {
             let mut object = envelope;
-            let data = serde_json::to_value(rows).map_err(|e| ApiError::internal("encode rows", e))?;
+            let data =
+                serde_json::to_value(rows).map_err(|e| ApiError::internal("encode rows", e))?;
             object.insert(key.to_string(), data);
-            serde_json::to_writer(&mut out, &object).map_err(|e| ApiError::internal("encode rows", e))?;
+            serde_json::to_writer(&mut out, &object)
+                .map_err(|e| ApiError::internal("encode rows", e))?;
         }
         Format::Csv | Format::Ndjson => {
             if format == Format::Csv {
@@ -233,23 +243,36 @@ mod tests {
     #[test]
     fn csv_quotes_only_what_rfc_4180_requires() {
         assert_eq!(line(&["a", "b c"]), "a,b c\r\n");
-        assert_eq!(line(&["x,y", "say \"hi\"", "two\nlines"]), "\"x,y\",\"say \"\"hi\"\"\",\"two\nlines\"\r\n");
+        assert_eq!(
+            line(&["x,y", "say \"hi\"", "two\nlines"]),
+            "\"x,y\",\"say \"\"hi\"\"\",\"two\nlines\"\r\n"
+        );
         assert_eq!(line(&["", ""]), ",\r\n");
     }
 
     #[test]
     fn the_format_parameter_beats_accept() {
-        assert_eq!(Format::negotiate(Some("csv"), Some(Format::Ndjson)).ok(), Some(Format::Csv));
-        assert_eq!(Format::negotiate(None, Some(Format::Ndjson)).ok(), Some(Format::Ndjson));
+        assert_eq!(
+            Format::negotiate(Some("csv"), Some(Format::Ndjson)).ok(),
+            Some(Format::Csv)
+        );
+        assert_eq!(
+            Format::negotiate(None, Some(Format::Ndjson)).ok(),
+            Some(Format::Ndjson)
+        );
         assert_eq!(Format::negotiate(None, None).ok(), Some(Format::Json));
         assert!(Format::negotiate(Some("xml"), None).is_err());
     }
 
     #[test]
     fn accept_is_read_by_weight() {
-        let accept: Accept = "application/json;q=0.5, text/csv".parse().unwrap_or(Accept::JSON);
+        let accept: Accept = "application/json;q=0.5, text/csv"
+            .parse()
+            .unwrap_or(Accept::JSON);
         assert_eq!(Format::from_accept(&accept), Some(Format::Csv));
-        let browser: Accept = "text/html,application/xhtml+xml,*/*;q=0.8".parse().unwrap_or(Accept::HTML);
+        let browser: Accept = "text/html,application/xhtml+xml,*/*;q=0.8"
+            .parse()
+            .unwrap_or(Accept::HTML);
         assert_eq!(Format::from_accept(&browser), Some(Format::Json));
         assert_eq!(Format::from_accept(&Accept::HTML), None);
     }

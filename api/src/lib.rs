@@ -34,7 +34,9 @@ use std::io::Read;
 /// database is down.
 pub fn rocket(config: ApiConfig) -> Rocket<Build> {
     let secret = config.cursor_secret.clone().unwrap_or_else(|| {
-        log::warn!("CURSOR_SECRET is not set: using a random key, so cursors will not survive a restart");
+        log::warn!(
+            "CURSOR_SECRET is not set: using a random key, so cursors will not survive a restart"
+        );
         random_key()
     });
     let state = AppState {
@@ -68,7 +70,11 @@ fn random_key() -> Vec<u8> {
         use std::hash::{BuildHasher, Hasher};
         for chunk in key.chunks_mut(8) {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
             chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
         }
     }

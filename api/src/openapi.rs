@@ -62,5 +62,7 @@ pub struct ApiDoc;
 
 /// The routes of `/openapi.json` and `/docs`.
 pub fn routes() -> Vec<rocket::Route> {
-    SwaggerUi::new("/docs/<_..>").url("/openapi.json", ApiDoc::openapi()).into()
+    SwaggerUi::new("/docs/<_..>")
+        .url("/openapi.json", ApiDoc::openapi())
+        .into()
 }

@@ -36,7 +36,11 @@ impl<'r> FromRequest<'r> for ReqInfo {
         let pairs = req
             .uri()
             .query()
-            .map(|q| q.segments().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            .map(|q| {
+                q.segments()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
         let header = |name: &str| req.headers().get_one(name).map(str::to_string);
         Outcome::Success(ReqInfo {
@@ -61,10 +65,14 @@ impl ReqInfo {
                 } else {
                     format!("accepted: {}", allowed.join(", "))
                 };
-                return Err(ApiError::bad_request(format!("unknown query parameter {name:?}; {accepted}")));
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {name:?}; {accepted}"
+                )));
             }
             if self.pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err(ApiError::bad_request(format!("query parameter {name:?} is given more than once")));
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {name:?} is given more than once"
+                )));
             }
         }
         Ok(())
@@ -72,13 +80,18 @@ impl ReqInfo {
 
     /// The value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of a parameter, which must not be empty when present.
     pub fn non_empty(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.get(name) {
-            Some(v) if v.trim().is_empty() => Err(ApiError::bad_request(format!("{name} must not be empty"))),
+            Some(v) if v.trim().is_empty() => {
+                Err(ApiError::bad_request(format!("{name} must not be empty")))
+            }
             other => Ok(other.map(str::trim)),
         }
     }
@@ -91,7 +104,11 @@ impl ReqInfo {
 
 /// A chunk size: an integer in 1..=10 000.
 pub fn parse_size(value: &str) -> Result<u32, ApiError> {
-    let bad = || ApiError::bad_request(format!("size must be an integer from 1 to {MAX_SIZE}, not {value:?}"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "size must be an integer from 1 to {MAX_SIZE}, not {value:?}"
+        ))
+    };
     let n: i64 = value.trim().parse().map_err(|_| bad())?;
     if (1..=i64::from(MAX_SIZE)).contains(&n) {
         u32::try_from(n).map_err(|_| bad())
@@ -116,7 +133,11 @@ pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTim
             "{name} must be an ISO-8601 date-time, a date (YYYY-MM-DD) or unix seconds, not {value:?}"
         ))
     };
-    if !v.is_empty() && v.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+    if !v.is_empty()
+        && v.trim_start_matches('-')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    {
         let secs: i64 = v.parse().map_err(|_| bad())?;
         return DateTime::from_timestamp(secs, 0).ok_or_else(bad);
     }
@@ -133,13 +154,22 @@ pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTim
     if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
         return Ok(dt.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M%z",
+    ] {
         if let Ok(dt) = DateTime::parse_from_str(v, fmt) {
             return Ok(dt.with_timezone(&Utc));
         }
     }
     let naive = v.strip_suffix(" UTC").unwrap_or(v);
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
             return Ok(Utc.from_utc_datetime(&dt));
         }
@@ -149,13 +179,19 @@ pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTim
 
 fn repair_plus(v: &str) -> Option<String> {
     let (head, tail) = v.rsplit_once(' ')?;
-    let zone_like = (tail.len() == 5 && tail.as_bytes().get(2) == Some(&b':')) || tail.len() == 4 || tail.len() == 2;
+    let zone_like = (tail.len() == 5 && tail.as_bytes().get(2) == Some(&b':'))
+        || tail.len() == 4
+        || tail.len() == 2;
     (head.contains('T') && zone_like && tail.bytes().all(|b| b.is_ascii_digit() || b == b':'))
         .then(|| format!("{head}+{tail}"))
 }
 
 /// A positive integer parameter within `range`.
-pub fn parse_int(name: &str, value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+pub fn parse_int(
+    name: &str,
+    value: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::bad_request(format!(
             "{name} must be an integer from {} to {}, not {value:?}",
@@ -176,7 +212,9 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
@@ -206,9 +244,15 @@ mod tests {
             parse_instant("t", "2024-03-01", DayEnd::End).ok(),
             Some(at("2024-03-01T23:59:59.999999Z"))
         );
-        assert_eq!(parse_instant("t", "2024-03-01", DayEnd::Start).ok(), Some(at("2024-03-01T00:00:00Z")));
+        assert_eq!(
+            parse_instant("t", "2024-03-01", DayEnd::Start).ok(),
+            Some(at("2024-03-01T00:00:00Z"))
+        );
         for bad in ["yesterday", "2024-13-01", "", "12:00"] {
-            assert!(parse_instant("t", bad, DayEnd::End).is_err(), "{bad:?} accepted");
+            assert!(
+                parse_instant("t", bad, DayEnd::End).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

@@ -29,7 +29,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json<T: Serialize>(value: &T) -> Result<Reply, ApiError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| ApiError::internal("encode response", e))?;
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| ApiError::internal("encode response", e))?;
         Ok(Reply::bytes(ContentType::JSON, bytes))
     }
 
@@ -117,7 +118,9 @@ pub fn etag(parts: &[&str]) -> String {
 pub fn none_match(header: Option<&str>, etag: &str) -> bool {
     let Some(header) = header else { return false };
     let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    header.split(',').any(|candidate| candidate.trim() == "*" || bare(candidate) == bare(etag))
+    header
+        .split(',')
+        .any(|candidate| candidate.trim() == "*" || bare(candidate) == bare(etag))
 }
 
 #[cfg(test)]

@@ -111,7 +111,10 @@ pub struct CoinRow {
 impl Record for CoinRow {
     const CSV_HEADER: &'static [&'static str] = &["id", "symbol", "name", "cmc_id"];
     fn csv(&self, l: &mut CsvLine<'_>) {
-        l.text(&self.id).text(&self.symbol).text(&self.name).opt_int(self.cmc_id);
+        l.text(&self.id)
+            .text(&self.symbol)
+            .text(&self.name)
+            .opt_int(self.cmc_id);
     }
 }
 
@@ -127,7 +130,9 @@ pub struct CoinExchangeRow {
 impl Record for CoinExchangeRow {
     const CSV_HEADER: &'static [&'static str] = &["coin_id", "exchanges", "exchange_count"];
     fn csv(&self, l: &mut CsvLine<'_>) {
-        l.text(&self.coin_id).list(&self.exchanges).int(i64::from(self.exchange_count));
+        l.text(&self.coin_id)
+            .list(&self.exchanges)
+            .int(i64::from(self.exchange_count));
     }
 }
 
@@ -225,8 +230,15 @@ pub struct RejectRow {
 }
 
 impl Record for RejectRow {
-    const CSV_HEADER: &'static [&'static str] =
-        &["run_id", "file", "line", "column_name", "raw_value", "reason", "raw_line"];
+    const CSV_HEADER: &'static [&'static str] = &[
+        "run_id",
+        "file",
+        "line",
+        "column_name",
+        "raw_value",
+        "reason",
+        "raw_line",
+    ];
     fn csv(&self, l: &mut CsvLine<'_>) {
         l.int(self.run_id)
             .text(&self.file)
@@ -297,6 +309,8 @@ pub struct ExchangeStatRow {
 impl Record for ExchangeStatRow {
     const CSV_HEADER: &'static [&'static str] = &["exchange", "coins", "median_task_run"];
     fn csv(&self, l: &mut CsvLine<'_>) {
-        l.text(&self.exchange).int(self.coins).float(self.median_task_run);
+        l.text(&self.exchange)
+            .int(self.coins)
+            .float(self.median_task_run);
     }
 }

@@ -31,7 +31,10 @@ fn key_of(dataset: &str, row: &Value) -> String {
         "task_results" => &["taskRun", "id"],
         other => panic!("no key for {other}"),
     };
-    cols.iter().map(|c| text(&row[c])).collect::<Vec<_>>().join("|")
+    cols.iter()
+        .map(|c| text(&row[c]))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The expected keys, by SQL, in the same spelling.
@@ -42,12 +45,24 @@ fn expected_keys(app: &App, dataset: &str, filter_sql: &str) -> Vec<String> {
             "market",
             "coin_id, ts",
         ),
-        "daily" => ("coin_id || '|' || to_char(day, 'YYYY-MM-DD')", "daily", "coin_id, day"),
+        "daily" => (
+            "coin_id || '|' || to_char(day, 'YYYY-MM-DD')",
+            "daily",
+            "coin_id, day",
+        ),
         "coins" => ("id", "coins", "id"),
         "coin_exchanges" => ("coin_id", "coin_exchanges", "coin_id"),
         "traders" => ("person_id::text", "traders", "person_id"),
-        "positions" => ("person_id || '|' || coin_id", "positions", "person_id, coin_id"),
-        "rejects" => ("run_id || '|' || file || '|' || line", "etl_rejects", "run_id, file, line"),
+        "positions" => (
+            "person_id || '|' || coin_id",
+            "positions",
+            "person_id, coin_id",
+        ),
+        "rejects" => (
+            "run_id || '|' || file || '|' || line",
+            "etl_rejects",
+            "run_id, file, line",
+        ),
         other => panic!("no table for {other}"),
     };
     let where_clause = if filter_sql.is_empty() {
@@ -55,7 +70,9 @@ fn expected_keys(app: &App, dataset: &str, filter_sql: &str) -> Vec<String> {
     } else {
         format!("WHERE {filter_sql}")
     };
-    app.texts(&format!("SELECT {expr} AS t FROM {table} {where_clause} ORDER BY {order}"))
+    app.texts(&format!(
+        "SELECT {expr} AS t FROM {table} {where_clause} ORDER BY {order}"
+    ))
 }
 
 fn next_link(reply: &Reply) -> Option<String> {
@@ -81,11 +98,18 @@ fn walk(app: &App, dataset: &str, first: &str, size: usize, by_link: bool) -> (V
         let has_more = body["has_more"].as_bool().expect("has_more");
         if has_more {
             assert_eq!(data.len(), size, "only the last chunk may be short");
-            let cursor = body["next_cursor"].as_str().expect("a next cursor").to_string();
+            let cursor = body["next_cursor"]
+                .as_str()
+                .expect("a next cursor")
+                .to_string();
             let link = next_link(&reply).expect("a Link header");
             assert!(link.contains(&cursor));
             rows.extend(data);
-            reply = if by_link { app.get(&link) } else { app.get(&format!("/read/next-chunk?cursor={cursor}")) };
+            reply = if by_link {
+                app.get(&link)
+            } else {
+                app.get(&format!("/read/next-chunk?cursor={cursor}"))
+            };
         } else {
             assert!(body["next_cursor"].is_null());
             assert!(reply.header("Link").is_none());
@@ -97,9 +121,19 @@ fn walk(app: &App, dataset: &str, first: &str, size: usize, by_link: bool) -> (V
     (rows, chunks)
 }
 
-fn assert_walk(app: &App, dataset: &str, query: &str, filter_sql: &str, sizes: &[usize], min_chunks: usize) {
+fn assert_walk(
+    app: &App,
+    dataset: &str,
+    query: &str,
+    filter_sql: &str,
+    sizes: &[usize],
+    min_chunks: usize,
+) {
     let expected = expected_keys(app, dataset, filter_sql);
-    assert!(!expected.is_empty(), "{dataset} {query}: the fixture has rows");
+    assert!(
+        !expected.is_empty(),
+        "{dataset} {query}: the fixture has rows"
+    );
     for (i, &size) in sizes.iter().enumerate() {
         let by_link = i % 2 == 1;
         let first = if by_link {
@@ -111,9 +145,16 @@ fn assert_walk(app: &App, dataset: &str, query: &str, filter_sql: &str, sizes: &
         let got: Vec<String> = rows.iter().map(|r| key_of(dataset, r)).collect();
         assert_eq!(got.len(), expected.len(), "{first}: row count");
         assert_eq!(got, expected, "{first}: every row once, in key order");
-        assert_eq!(chunks, expected.len().div_ceil(size).max(1), "{first}: chunk count");
+        assert_eq!(
+            chunks,
+            expected.len().div_ceil(size).max(1),
+            "{first}: chunk count"
+        );
         if min_chunks > 0 {
-            assert!(chunks > min_chunks, "{first}: only {chunks} chunks; the test wants more than {min_chunks}");
+            assert!(
+                chunks > min_chunks,
+                "{first}: only {chunks} chunks; the test wants more than {min_chunks}"
+            );
         }
     }
 }
@@ -133,7 +174,14 @@ fn every_dataset_walks_completely_once_in_key_order() {
 #[test]
 fn filtered_walks_visit_exactly_the_matching_rows() {
     let app = App::new();
-    assert_walk(&app, "market", "&coin=coin-007", "coin_id = 'coin-007'", &[3, 9], 10);
+    assert_walk(
+        &app,
+        "market",
+        "&coin=coin-007",
+        "coin_id = 'coin-007'",
+        &[3, 9],
+        10,
+    );
     assert_walk(
         &app,
         "market",
@@ -150,7 +198,14 @@ fn filtered_walks_visit_exactly_the_matching_rows() {
         &[4, 3],
         10,
     );
-    assert_walk(&app, "daily", "&coin=coin-002", "coin_id = 'coin-002'", &[3, 2], 10);
+    assert_walk(
+        &app,
+        "daily",
+        "&coin=coin-002",
+        "coin_id = 'coin-002'",
+        &[3, 2],
+        10,
+    );
     assert_walk(
         &app,
         "daily",
@@ -159,9 +214,30 @@ fn filtered_walks_visit_exactly_the_matching_rows() {
         &[50, 21],
         10,
     );
-    assert_walk(&app, "daily", "&coin=coin-009&from=2024-01-10", "coin_id = 'coin-009' AND day >= '2024-01-10'", &[2], 10);
-    assert_walk(&app, "positions", "&coin=coin-005", "coin_id = 'coin-005'", &[1, 2], 10);
-    assert_walk(&app, "coin_exchanges", "&coin=coin-042", "coin_id = 'coin-042'", &[1, 5], 0);
+    assert_walk(
+        &app,
+        "daily",
+        "&coin=coin-009&from=2024-01-10",
+        "coin_id = 'coin-009' AND day >= '2024-01-10'",
+        &[2],
+        10,
+    );
+    assert_walk(
+        &app,
+        "positions",
+        "&coin=coin-005",
+        "coin_id = 'coin-005'",
+        &[1, 2],
+        10,
+    );
+    assert_walk(
+        &app,
+        "coin_exchanges",
+        "&coin=coin-042",
+        "coin_id = 'coin-042'",
+        &[1, 5],
+        0,
+    );
     assert_walk(&app, "rejects", "&run=1", "run_id = 1", &[20, 7], 10);
     assert_walk(&app, "rejects", "&run=2", "run_id = 2", &[10], 10);
 }
@@ -171,7 +247,10 @@ fn first_chunk_defaults_to_ten_market_rows_with_joined_coin_names() {
     let app = App::new();
     let reply = app.get("/read/first-chunk");
     assert_eq!(reply.status.code, 200);
-    assert!(reply.header("Content-Type").unwrap().starts_with("application/json"));
+    assert!(reply
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
     let body = reply.json();
     assert_eq!(body["dataset"], "market");
     assert_eq!(body["size"], 10);
@@ -187,8 +266,20 @@ fn first_chunk_defaults_to_ten_market_rows_with_joined_coin_names() {
     assert_eq!(first["rank"], 1);
     assert_eq!(first["rank_source"], "cmc");
     assert_eq!(data[9]["ts"], "2024-03-01T09:00:00Z");
-    let body_keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    for key in ["dataset", "version", "size", "data", "next_cursor", "has_more"] {
+    let body_keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "dataset",
+        "version",
+        "size",
+        "data",
+        "next_cursor",
+        "has_more",
+    ] {
         assert!(body_keys.contains(&key), "{key}");
     }
 }
@@ -208,19 +299,39 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
     .unwrap();
     let codec = CursorCodec::new(b"x");
     let _ = codec;
-    let day = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+    let day = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
     let market_cases = [
         Filters::default(),
-        Filters { coin: Some("big-50".into()), ..Filters::default() },
-        Filters { coin: Some("big-50".into()), from: Some(day("2020-01-10T00:00:00Z")), to: Some(day("2020-01-20T00:00:00Z")), run: None },
+        Filters {
+            coin: Some("big-50".into()),
+            ..Filters::default()
+        },
+        Filters {
+            coin: Some("big-50".into()),
+            from: Some(day("2020-01-10T00:00:00Z")),
+            to: Some(day("2020-01-20T00:00:00Z")),
+            run: None,
+        },
     ];
-    let after = vec!["big-50".to_string(), "2020-01-12T00:00:00.000000Z".to_string()];
+    let after = vec![
+        "big-50".to_string(),
+        "2020-01-12T00:00:00.000000Z".to_string(),
+    ];
     for filters in &market_cases {
-        let (keys, rows) = statements(Source::Served(Served::Market), filters, Some(&after), 100).unwrap();
+        let (keys, rows) =
+            statements(Source::Served(Served::Market), filters, Some(&after), 100).unwrap();
         for st in [&keys, &rows] {
             assert!(!st.sql.to_uppercase().contains("OFFSET"), "{}", st.sql);
             let plan = explain(&mut conn, st).unwrap().join("\n");
-            assert!(plan.contains("Index Scan using market_pkey") || plan.contains("Index Only Scan using market_pkey"), "{filters:?}\n{plan}");
+            assert!(
+                plan.contains("Index Scan using market_pkey")
+                    || plan.contains("Index Only Scan using market_pkey"),
+                "{filters:?}\n{plan}"
+            );
             assert!(!plan.contains("Seq Scan on market"), "{plan}");
             assert!(!plan.contains("Sort"), "the index gives the order:\n{plan}");
         }
@@ -228,17 +339,53 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
 
     // Every dataset's statements can run on an index in key order (the fixture's small
     // tables would otherwise be read sequentially, which is right for them).
-    conn.batch_execute("SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off;").unwrap();
+    conn.batch_execute(
+        "SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off;",
+    )
+    .unwrap();
     let cases: Vec<(Served, Filters, Vec<&str>)> = vec![
-        (Served::Daily, Filters::default(), vec!["coin-001", "2024-01-03"]),
-        (Served::Daily, Filters { coin: Some("coin-002".into()), ..Filters::default() }, vec!["coin-002", "2024-01-03"]),
+        (
+            Served::Daily,
+            Filters::default(),
+            vec!["coin-001", "2024-01-03"],
+        ),
+        (
+            Served::Daily,
+            Filters {
+                coin: Some("coin-002".into()),
+                ..Filters::default()
+            },
+            vec!["coin-002", "2024-01-03"],
+        ),
         (Served::Coins, Filters::default(), vec!["coin-010"]),
         (Served::CoinExchanges, Filters::default(), vec!["coin-010"]),
         (Served::Traders, Filters::default(), vec!["17"]),
-        (Served::Positions, Filters::default(), vec!["17", "coin-003"]),
-        (Served::Positions, Filters { coin: Some("coin-005".into()), ..Filters::default() }, vec!["17", "coin-005"]),
-        (Served::Rejects, Filters::default(), vec!["1", "data/a.csv", "10"]),
-        (Served::Rejects, Filters { run: Some(1), ..Filters::default() }, vec!["1", "data/a.csv", "10"]),
+        (
+            Served::Positions,
+            Filters::default(),
+            vec!["17", "coin-003"],
+        ),
+        (
+            Served::Positions,
+            Filters {
+                coin: Some("coin-005".into()),
+                ..Filters::default()
+            },
+            vec!["17", "coin-005"],
+        ),
+        (
+            Served::Rejects,
+            Filters::default(),
+            vec!["1", "data/a.csv", "10"],
+        ),
+        (
+            Served::Rejects,
+            Filters {
+                run: Some(1),
+                ..Filters::default()
+            },
+            vec!["1", "data/a.csv", "10"],
+        ),
     ];
     for (served, filters, after) in cases {
         let after: Vec<String> = after.into_iter().map(String::from).collect();
@@ -246,8 +393,14 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
         for st in [&keys, &rows] {
             assert!(!st.sql.to_uppercase().contains("OFFSET"), "{}", st.sql);
             let plan = explain(&mut conn, st).unwrap().join("\n");
-            assert!(plan.contains("Index Scan") || plan.contains("Index Only Scan"), "{served:?} {filters:?}\n{plan}");
-            assert!(plan.contains("Index Cond"), "a range on the index, not a filter:\n{plan}");
+            assert!(
+                plan.contains("Index Scan") || plan.contains("Index Only Scan"),
+                "{served:?} {filters:?}\n{plan}"
+            );
+            assert!(
+                plan.contains("Index Cond"),
+                "a range on the index, not a filter:\n{plan}"
+            );
             assert!(!plan.contains("Sort"), "{served:?} {filters:?}\n{plan}");
         }
     }
@@ -256,29 +409,51 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
 #[test]
 fn a_cursor_from_an_older_data_version_is_a_409_and_other_datasets_keep_going() {
     let app = App::new();
-    let market = app.get("/read/first-chunk?size=5").json()["next_cursor"].as_str().unwrap().to_string();
-    let daily = app.get("/read/daily?size=5").json()["next_cursor"].as_str().unwrap().to_string();
+    let market = app.get("/read/first-chunk?size=5").json()["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let daily = app.get("/read/daily?size=5").json()["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // An ETL run that changed nothing bumps nothing: cursors keep working.
-    assert_eq!(app.get(&format!("/read/next-chunk?cursor={market}")).status.code, 200);
+    assert_eq!(
+        app.get(&format!("/read/next-chunk?cursor={market}"))
+            .status
+            .code,
+        200
+    );
 
     app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'market'");
 
-    let p = app.get(&format!("/read/next-chunk?cursor={market}")).assert_problem(409);
+    let p = app
+        .get(&format!("/read/next-chunk?cursor={market}"))
+        .assert_problem(409);
     assert!(p["detail"].as_str().unwrap().contains("changed"), "{p}");
     assert!(p["detail"].as_str().unwrap().contains("first chunk"), "{p}");
-    app.get(&format!("/read/market?cursor={market}")).assert_problem(409);
+    app.get(&format!("/read/market?cursor={market}"))
+        .assert_problem(409);
     let daily_next = app.get(&format!("/read/next-chunk?cursor={daily}"));
     assert_eq!(daily_next.status.code, 200, "{}", daily_next.body);
     let fresh = app.get("/read/first-chunk?size=5").json();
     assert_eq!(fresh["version"], 2);
     let again = fresh["next_cursor"].as_str().unwrap().to_string();
-    assert_eq!(app.get(&format!("/read/next-chunk?cursor={again}")).status.code, 200);
+    assert_eq!(
+        app.get(&format!("/read/next-chunk?cursor={again}"))
+            .status
+            .code,
+        200
+    );
 }
 
 #[test]
 fn tampered_foreign_and_garbage_cursors_are_400() {
     let app = App::new();
-    let cursor = app.get("/read/first-chunk?size=2").json()["next_cursor"].as_str().unwrap().to_string();
+    let cursor = app.get("/read/first-chunk?size=2").json()["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (payload, tag) = cursor.split_once('.').unwrap();
     let flip = |s: &str, at: usize| {
         let mut b = s.as_bytes().to_vec();
@@ -301,26 +476,48 @@ fn tampered_foreign_and_garbage_cursors_are_400() {
         "%F0%9F%A6%80".to_string(),
         "x".repeat(5000),
     ] {
-        let p = app.get(&format!("/read/next-chunk?cursor={bad}")).assert_problem(400);
+        let p = app
+            .get(&format!("/read/next-chunk?cursor={bad}"))
+            .assert_problem(400);
         assert!(p["detail"].as_str().unwrap().contains("cursor"), "{p}");
     }
     app.get("/read/next-chunk").assert_problem(400);
     app.get("/read/next-chunk?cursor=").assert_problem(400);
     // A market cursor on another dataset's path.
-    app.get(&format!("/read/daily?cursor={cursor}")).assert_problem(400);
+    app.get(&format!("/read/daily?cursor={cursor}"))
+        .assert_problem(400);
     // The cursor fixes size and filters.
-    app.get(&format!("/read/market?cursor={cursor}&size=3")).assert_problem(400);
-    app.get(&format!("/read/market?cursor={cursor}&coin=coin-002")).assert_problem(400);
-    assert_eq!(app.get(&format!("/read/market?cursor={cursor}&size=2")).status.code, 200);
+    app.get(&format!("/read/market?cursor={cursor}&size=3"))
+        .assert_problem(400);
+    app.get(&format!("/read/market?cursor={cursor}&coin=coin-002"))
+        .assert_problem(400);
+    assert_eq!(
+        app.get(&format!("/read/market?cursor={cursor}&size=2"))
+            .status
+            .code,
+        200
+    );
 }
 
 #[test]
 fn bad_sizes_and_bad_parameters_are_400_problems() {
     let app = App::new();
-    for size in ["0", "-1", "10001", "abc", "1.5", "", "1e3", "99999999999999999999"] {
-        let p = app.get(&format!("/read/first-chunk?size={size}")).assert_problem(400);
+    for size in [
+        "0",
+        "-1",
+        "10001",
+        "abc",
+        "1.5",
+        "",
+        "1e3",
+        "99999999999999999999",
+    ] {
+        let p = app
+            .get(&format!("/read/first-chunk?size={size}"))
+            .assert_problem(400);
         assert!(p["detail"].as_str().unwrap().contains("size"), "{p}");
-        app.get(&format!("/read/coins?size={size}")).assert_problem(400);
+        app.get(&format!("/read/coins?size={size}"))
+            .assert_problem(400);
     }
     let max = app.get("/read/market?size=10000");
     assert_eq!(max.status.code, 200);
@@ -345,48 +542,94 @@ fn bad_sizes_and_bad_parameters_are_400_problems() {
         app.get(uri).assert_problem(400);
     }
     let p = app.get("/read/nope").assert_problem(404);
-    assert!(p["detail"].as_str().unwrap().contains("market"), "lists the datasets: {p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("market"),
+        "lists the datasets: {p}"
+    );
 }
 
 #[test]
 fn csv_and_ndjson_carry_the_same_rows_as_json() {
     let app = App::new();
     let json = app.get("/read/coins?size=200").json();
-    let ids: Vec<String> = json["data"].as_array().unwrap().iter().map(|r| text(&r["id"])).collect();
+    let ids: Vec<String> = json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| text(&r["id"]))
+        .collect();
     assert_eq!(ids.len(), 150);
 
-    for csv in [app.get("/read/coins?size=200&format=csv"), app.get_with("/read/coins?size=200", "Accept", "text/csv")] {
+    for csv in [
+        app.get("/read/coins?size=200&format=csv"),
+        app.get_with("/read/coins?size=200", "Accept", "text/csv"),
+    ] {
         assert_eq!(csv.status.code, 200);
-        assert!(csv.header("Content-Type").unwrap().starts_with("text/csv"), "{:?}", csv.headers);
-        assert!(csv.body.starts_with("id,symbol,name,cmc_id\r\n"), "{}", &csv.body[..60]);
+        assert!(
+            csv.header("Content-Type").unwrap().starts_with("text/csv"),
+            "{:?}",
+            csv.headers
+        );
+        assert!(
+            csv.body.starts_with("id,symbol,name,cmc_id\r\n"),
+            "{}",
+            &csv.body[..60]
+        );
         assert!(csv.body.ends_with("\r\n"));
         let lines: Vec<&str> = csv.body.trim_end().split("\r\n").collect();
         assert_eq!(lines.len(), 151);
         assert_eq!(lines[1], "coin-001,C001,Coin 1,1001");
-        assert_eq!(lines[3], "coin-003,C003,Coin 3,", "missing values are empty fields");
-        assert_eq!(lines[150], "quote-coin,\"Q,T\",\"Quote \"\"the\"\" coin, ltd\",7", "RFC 4180 quoting");
-        let csv_ids: Vec<&str> = lines[1..].iter().map(|l| l.split(',').next().unwrap()).collect();
+        assert_eq!(
+            lines[3], "coin-003,C003,Coin 3,",
+            "missing values are empty fields"
+        );
+        assert_eq!(
+            lines[150], "quote-coin,\"Q,T\",\"Quote \"\"the\"\" coin, ltd\",7",
+            "RFC 4180 quoting"
+        );
+        let csv_ids: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
         assert_eq!(csv_ids, ids);
     }
 
     for nd in [
         app.get("/read/coins?size=200&format=ndjson"),
         app.get_with("/read/coins?size=200", "Accept", "application/x-ndjson"),
-        app.get_with("/read/coins?size=200", "Accept", "text/html;q=0.9, application/x-ndjson"),
+        app.get_with(
+            "/read/coins?size=200",
+            "Accept",
+            "text/html;q=0.9, application/x-ndjson",
+        ),
     ] {
         assert_eq!(nd.status.code, 200);
         assert_eq!(nd.header("Content-Type"), Some("application/x-ndjson"));
-        let rows: Vec<Value> = nd.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows: Vec<Value> = nd
+            .body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(rows, json["data"].as_array().unwrap().clone());
     }
     // format= beats Accept.
     let forced = app.get_with("/read/coins?size=3&format=json", "Accept", "text/csv");
-    assert!(forced.header("Content-Type").unwrap().starts_with("application/json"));
+    assert!(forced
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
 
     // A multi-line field survives a CSV round trip.
     let rejects = app.get("/read/rejects?run=2&size=2&format=csv");
-    assert!(rejects.body.contains("\"x,y,\"\"multi\nline\"\",1\""), "{}", rejects.body);
-    assert!(rejects.header("Link").unwrap().contains("format=csv"), "the next link keeps the format");
+    assert!(
+        rejects.body.contains("\"x,y,\"\"multi\nline\"\",1\""),
+        "{}",
+        rejects.body
+    );
+    assert!(
+        rejects.header("Link").unwrap().contains("format=csv"),
+        "the next link keeps the format"
+    );
 
     // Arrays in CSV are one ;-separated field.
     let ex = app.get("/read/coin_exchanges?size=1&format=csv");
@@ -404,9 +647,28 @@ fn etags_answer_if_none_match_with_304_until_the_data_changes() {
     assert_eq!(again.status.code, 304);
     assert!(again.body.is_empty());
     assert_eq!(again.header("ETag"), Some(etag.as_str()));
-    assert_eq!(app.get_with("/read/first-chunk?size=11", "If-None-Match", &etag).status.code, 200);
-    assert_eq!(app.get_with("/read/first-chunk?format=csv", "If-None-Match", &etag).status.code, 200);
-    assert_eq!(app.get_with("/read/first-chunk", "If-None-Match", &format!("\"nope\", W/{etag}")).status.code, 304);
+    assert_eq!(
+        app.get_with("/read/first-chunk?size=11", "If-None-Match", &etag)
+            .status
+            .code,
+        200
+    );
+    assert_eq!(
+        app.get_with("/read/first-chunk?format=csv", "If-None-Match", &etag)
+            .status
+            .code,
+        200
+    );
+    assert_eq!(
+        app.get_with(
+            "/read/first-chunk",
+            "If-None-Match",
+            &format!("\"nope\", W/{etag}")
+        )
+        .status
+        .code,
+        304
+    );
 
     app.exec("UPDATE data_versions SET version = 5 WHERE dataset = 'market'");
     let changed = app.get_with("/read/first-chunk", "If-None-Match", &etag);

@@ -15,7 +15,10 @@ impl log::Log for Capture {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
-        LINES.lock().unwrap().push((record.target().to_string(), record.args().to_string()));
+        LINES
+            .lock()
+            .unwrap()
+            .push((record.target().to_string(), record.args().to_string()));
     }
     fn flush(&self) {}
 }
@@ -43,8 +46,15 @@ fn each_request_logs_one_line_with_method_path_status_and_duration() {
     let shape = |line: &str, method: &str, path: &str, status: &str| {
         let parts: Vec<&str> = line.split(' ').collect();
         assert_eq!(parts.len(), 4, "{line}");
-        assert_eq!((parts[0], parts[1], parts[2]), (method, path, status), "{line}");
-        assert!(parts[3].ends_with("ms") && parts[3].trim_end_matches("ms").parse::<f64>().is_ok(), "{line}");
+        assert_eq!(
+            (parts[0], parts[1], parts[2]),
+            (method, path, status),
+            "{line}"
+        );
+        assert!(
+            parts[3].ends_with("ms") && parts[3].trim_end_matches("ms").parse::<f64>().is_ok(),
+            "{line}"
+        );
     };
     shape(&lines[0], "GET", "/health/live", "200");
     shape(&lines[1], "GET", "/read/first-chunk?size=2", "200");

@@ -41,9 +41,15 @@ impl BareDb {
     fn new() -> BareDb {
         let server = std::env::var("DATABASE_URL").expect("DATABASE_URL");
         let admin = with_database(&server, "postgres");
-        let name = format!("coinflow_bare_{}_{}", std::process::id(), chrono::Utc::now().timestamp_subsec_nanos());
+        let name = format!(
+            "coinflow_bare_{}_{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_subsec_nanos()
+        );
         let mut conn = PgConnection::establish(&admin).unwrap();
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .unwrap();
         let url = with_database(&server, &name);
         BareDb { admin, name, url }
     }
@@ -52,7 +58,11 @@ impl BareDb {
 impl Drop for BareDb {
     fn drop(&mut self) {
         if let Ok(mut conn) = PgConnection::establish(&self.admin) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn);
         }
     }
 }
@@ -60,7 +70,10 @@ impl Drop for BareDb {
 #[test]
 fn ready_is_503_on_a_database_without_migrations() {
     let bare = BareDb::new();
-    let client = rocket::local::blocking::Client::tracked(coinflow_api::rocket(coinflow_api::ApiConfig::new(bare.url.clone()))).unwrap();
+    let client = rocket::local::blocking::Client::tracked(coinflow_api::rocket(
+        coinflow_api::ApiConfig::new(bare.url.clone()),
+    ))
+    .unwrap();
     let reply = Reply::from(client.get("/health/ready").dispatch());
     let p = reply.assert_problem(503);
     assert!(p["detail"].as_str().unwrap().contains("migrations"), "{p}");
@@ -79,13 +92,25 @@ fn runs_list_the_ledger_with_file_counts() {
     assert_eq!(runs[0]["files"].as_array().unwrap().len(), 3);
     assert_eq!(runs[0]["totals"]["rejected"], 40);
     assert_eq!(runs[0]["totals"]["rows_read"], 200);
-    assert!(runs[0].get("summary").is_none(), "the list leaves the summary out");
+    assert!(
+        runs[0].get("summary").is_none(),
+        "the list leaves the summary out"
+    );
     let set_aside = &runs[0]["files"][1];
     assert_eq!(set_aside["path"], "data/broken.csv");
     assert_eq!(set_aside["status"], "set_aside");
-    assert_eq!(set_aside["reason"], "over the reject budget: 40 of 100 rows");
+    assert_eq!(
+        set_aside["reason"],
+        "over the reject budget: 40 of 100 rows"
+    );
     assert_eq!(runs[1]["totals"]["loaded"], 3141);
-    assert_eq!(app.get("/runs?limit=1").json()["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/runs?limit=1").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let one = app.get("/runs/1").json();
     assert_eq!(one["id"], 1);
@@ -115,7 +140,10 @@ fn unknown_routes_and_wrong_methods_are_problems() {
     ] {
         let reply = Reply::from(app.client.req(method, uri).dispatch());
         let p = reply.assert_problem(405);
-        assert!(p["detail"].as_str().unwrap().contains(method.as_str()), "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(method.as_str()),
+            "{p}"
+        );
         assert!(reply.header("Allow").is_some(), "{:?}", reply.headers);
     }
     let allow = Reply::from(app.client.delete("/coins").dispatch());
@@ -127,22 +155,37 @@ fn an_internal_error_is_a_logged_500_that_leaks_nothing() {
     let app = App::new();
     app.exec("DROP TABLE daily");
     let p = app.get("/read/daily").assert_problem(500);
-    assert_eq!(p["detail"], "an internal error occurred; it has been logged");
+    assert_eq!(
+        p["detail"],
+        "an internal error occurred; it has been logged"
+    );
     assert!(!app.get("/read/daily").body.contains("relation"));
 }
 
 #[test]
 fn an_unreachable_database_is_503_with_retry_after_and_live_stays_up() {
     // Nothing listens on port 1.
-    let client = rocket::local::blocking::Client::tracked(coinflow_api::rocket(coinflow_api::ApiConfig::new(
-        "postgres://coinflow:secret@127.0.0.1:1/coinflow",
-    )))
+    let client = rocket::local::blocking::Client::tracked(coinflow_api::rocket(
+        coinflow_api::ApiConfig::new("postgres://coinflow:secret@127.0.0.1:1/coinflow"),
+    ))
     .unwrap();
-    for uri in ["/read/first-chunk", "/read/coins?size=3", "/top?limit=3", "/coins", "/exchanges/stats", "/runs", "/runs/1", "/health/ready"] {
+    for uri in [
+        "/read/first-chunk",
+        "/read/coins?size=3",
+        "/top?limit=3",
+        "/coins",
+        "/exchanges/stats",
+        "/runs",
+        "/runs/1",
+        "/health/ready",
+    ] {
         let reply = Reply::from(client.get(uri).dispatch());
         let p = reply.assert_problem(503);
         assert_eq!(reply.header("Retry-After"), Some("5"), "{uri}");
-        assert!(!reply.body.contains("secret") && !reply.body.contains("127.0.0.1"), "{p}");
+        assert!(
+            !reply.body.contains("secret") && !reply.body.contains("127.0.0.1"),
+            "{p}"
+        );
     }
     let post = Reply::from(
         client
@@ -152,7 +195,12 @@ fn an_unreachable_database_is_503_with_retry_after_and_live_stays_up() {
             .dispatch(),
     );
     post.assert_problem(503);
-    assert_eq!(Reply::from(client.get("/health/live").dispatch()).status.code, 200);
+    assert_eq!(
+        Reply::from(client.get("/health/live").dispatch())
+            .status
+            .code,
+        200
+    );
     // Validation happens before the database is needed.
     Reply::from(client.get("/read/first-chunk?size=0").dispatch()).assert_problem(400);
 }
@@ -163,7 +211,12 @@ fn openapi_path(route: &str) -> String {
         .split('/')
         .map(|s| {
             if s.starts_with('<') && s.ends_with('>') {
-                format!("{{{}}}", s.trim_start_matches('<').trim_end_matches('>').trim_end_matches(".."))
+                format!(
+                    "{{{}}}",
+                    s.trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .trim_end_matches("..")
+                )
             } else {
                 s.to_string()
             }
@@ -178,21 +231,43 @@ fn openapi_describes_every_route_and_docs_work_offline() {
     let reply = app.get("/openapi.json");
     assert_eq!(reply.status.code, 200);
     let doc: Value = reply.json();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
     assert_eq!(doc["info"]["title"], "coinflow API");
     let paths = doc["paths"].as_object().unwrap();
     let mut checked = 0;
     for route in app.client.rocket().routes() {
         let path = route.uri.path().to_string();
-        let key = if path.starts_with("/docs") { "/docs".to_string() } else { openapi_path(&path) };
+        let key = if path.starts_with("/docs") {
+            "/docs".to_string()
+        } else {
+            openapi_path(&path)
+        };
         let method = route.method.as_str().to_lowercase();
-        let entry = paths.get(&key).unwrap_or_else(|| panic!("{key} ({path}) missing from the OpenAPI paths"));
-        assert!(entry.get(&method).is_some(), "{method} {key} is not documented");
+        let entry = paths
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} ({path}) missing from the OpenAPI paths"));
+        assert!(
+            entry.get(&method).is_some(),
+            "{method} {key} is not documented"
+        );
         checked += 1;
     }
     assert!(checked >= 15, "{checked} routes");
-    for (path, method) in [("/read/{dataset}", "get"), ("/runtasks", "post"), ("/coins", "post"), ("/coins", "get"), ("/top", "get")] {
-        assert!(paths[path][method]["responses"].as_object().unwrap().len() >= 2, "{method} {path}");
+    for (path, method) in [
+        ("/read/{dataset}", "get"),
+        ("/runtasks", "post"),
+        ("/coins", "post"),
+        ("/coins", "get"),
+        ("/top", "get"),
+    ] {
+        assert!(
+            paths[path][method]["responses"].as_object().unwrap().len() >= 2,
+            "{method} {path}"
+        );
     }
     let problem = &doc["components"]["schemas"]["Problem"]["properties"];
     for field in ["type", "title", "status", "detail"] {
@@ -200,10 +275,18 @@ fn openapi_describes_every_route_and_docs_work_offline() {
     }
 
     let redirect = app.get("/docs");
-    let page = if redirect.status.code == 200 { redirect } else { app.get(redirect.header("Location").unwrap()) };
+    let page = if redirect.status.code == 200 {
+        redirect
+    } else {
+        app.get(redirect.header("Location").unwrap())
+    };
     assert_eq!(page.status.code, 200);
     assert!(page.header("Content-Type").unwrap().contains("html"));
-    assert!(page.body.contains("swagger"), "{}", &page.body[..200.min(page.body.len())]);
+    assert!(
+        page.body.contains("swagger"),
+        "{}",
+        &page.body[..200.min(page.body.len())]
+    );
     let config = app.get("/docs/swagger-initializer.js");
     assert_eq!(config.status.code, 200);
     assert!(config.body.contains("/openapi.json"));

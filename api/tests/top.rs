@@ -48,7 +48,12 @@ UPDATE data_versions SET version = 1;
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -58,8 +63,16 @@ fn top_ranks_each_coins_latest_row_within_a_day() {
     assert_eq!(reply.status.code, 200, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["as_of"], "2024-05-02T12:00:00Z");
-    assert_eq!(ids(&body), ["beta", "alpha", "delta", "gamma", "zeta", "eps"]);
-    let ranks: Vec<i64> = body["data"].as_array().unwrap().iter().map(|r| r["rank"].as_i64().unwrap()).collect();
+    assert_eq!(
+        ids(&body),
+        ["beta", "alpha", "delta", "gamma", "zeta", "eps"]
+    );
+    let ranks: Vec<i64> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rank"].as_i64().unwrap())
+        .collect();
     assert_eq!(ranks, [1, 2, 3, 4, 5, 6], "renumbered 1..n");
     assert_eq!(
         body["data"][1],
@@ -76,8 +89,12 @@ fn top_ranks_each_coins_latest_row_within_a_day() {
 #[test]
 fn datetime_is_iso_a_bare_date_meaning_its_end_or_unix_seconds_and_defaults_to_the_latest() {
     let app = market_app();
-    let iso = ids(&app.get("/top?limit=10&datetime=2024-05-02T12:00:00Z").json());
-    let offset = ids(&app.get("/top?limit=10&datetime=2024-05-02T14:00:00%2B02:00").json());
+    let iso = ids(&app
+        .get("/top?limit=10&datetime=2024-05-02T12:00:00Z")
+        .json());
+    let offset = ids(&app
+        .get("/top?limit=10&datetime=2024-05-02T14:00:00%2B02:00")
+        .json());
     let unix = ids(&app.get("/top?limit=10&datetime=1714651200").json());
     assert_eq!(iso, offset);
     assert_eq!(iso, unix);
@@ -85,11 +102,19 @@ fn datetime_is_iso_a_bare_date_meaning_its_end_or_unix_seconds_and_defaults_to_t
     // The end of 2024-05-02: beta's and delta's rows drop out of or stay in the window.
     let day = app.get("/top?limit=10&datetime=2024-05-02").json();
     assert_eq!(day["as_of"], "2024-05-02T23:59:59.999999Z");
-    assert_eq!(ids(&day), ["beta", "alpha", "gamma", "zeta", "eps"], "delta (2024-05-01 12:00) is over a day old");
+    assert_eq!(
+        ids(&day),
+        ["beta", "alpha", "gamma", "zeta", "eps"],
+        "delta (2024-05-01 12:00) is over a day old"
+    );
 
     let latest = app.get("/top?limit=10").json();
     assert_eq!(latest["as_of"], "2024-05-03T00:00:00Z");
-    assert_eq!(ids(&latest), ["future", "beta", "alpha", "gamma", "zeta", "eps"], "equal ranks: the larger cap first");
+    assert_eq!(
+        ids(&latest),
+        ["future", "beta", "alpha", "gamma", "zeta", "eps"],
+        "equal ranks: the larger cap first"
+    );
 }
 
 #[test]
@@ -97,14 +122,28 @@ fn top_as_csv_has_exactly_the_original_header() {
     let app = market_app();
     for reply in [
         app.get("/top?limit=4&datetime=2024-05-02T12:00:00Z&format=csv"),
-        app.get_with("/top?limit=4&datetime=2024-05-02T12:00:00Z", "Accept", "text/csv"),
+        app.get_with(
+            "/top?limit=4&datetime=2024-05-02T12:00:00Z",
+            "Accept",
+            "text/csv",
+        ),
     ] {
         assert_eq!(reply.status.code, 200);
-        assert!(reply.header("Content-Type").unwrap().starts_with("text/csv"));
-        assert_eq!(reply.body, "Rank,Symbol,Price USD\r\n1,BET,30000\r\n2,ALP,2.5\r\n3,DEL,4\r\n4,GAM,3\r\n");
+        assert!(reply
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/csv"));
+        assert_eq!(
+            reply.body,
+            "Rank,Symbol,Price USD\r\n1,BET,30000\r\n2,ALP,2.5\r\n3,DEL,4\r\n4,GAM,3\r\n"
+        );
     }
     let nd = app.get("/top?limit=2&datetime=2024-05-02T12:00:00Z&format=ndjson");
-    let lines: Vec<Value> = nd.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = nd
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["id"], "beta");
 }
@@ -126,7 +165,9 @@ fn bad_top_requests_and_empty_history_are_problems() {
         app.get(uri).assert_problem(400);
     }
     assert_eq!(app.get("/top?limit=5000").status.code, 200);
-    let p = app.get("/top?limit=3&datetime=1990-01-01").assert_problem(404);
+    let p = app
+        .get("/top?limit=3&datetime=1990-01-01")
+        .assert_problem(404);
     assert!(p["detail"].as_str().unwrap().contains("1990-01-01"), "{p}");
 
     let empty = App::on(TestDb::new(), |_| {});
@@ -138,10 +179,25 @@ fn top_answers_if_none_match_until_market_changes() {
     let app = market_app();
     let first = app.get("/top?limit=3");
     let etag = first.header("ETag").unwrap().to_string();
-    assert_eq!(app.get_with("/top?limit=3", "If-None-Match", &etag).status.code, 304);
-    assert_eq!(app.get_with("/top?limit=4", "If-None-Match", &etag).status.code, 200);
+    assert_eq!(
+        app.get_with("/top?limit=3", "If-None-Match", &etag)
+            .status
+            .code,
+        304
+    );
+    assert_eq!(
+        app.get_with("/top?limit=4", "If-None-Match", &etag)
+            .status
+            .code,
+        200
+    );
     app.exec("UPDATE data_versions SET version = 2 WHERE dataset = 'market'");
-    assert_eq!(app.get_with("/top?limit=3", "If-None-Match", &etag).status.code, 200);
+    assert_eq!(
+        app.get_with("/top?limit=3", "If-None-Match", &etag)
+            .status
+            .code,
+        200
+    );
 }
 
 #[test]

@@ -100,7 +100,11 @@ impl CursorCodec {
         let mut mac = self.mac();
         mac.update(&payload);
         let tag = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// The cursor in `token`, if it is well-formed and carries a valid MAC.
@@ -112,11 +116,14 @@ impl CursorCodec {
         let payload = URL_SAFE_NO_PAD
             .decode(payload_b64)
             .map_err(|_| CursorError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag_b64).map_err(|_| CursorError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag_b64)
+            .map_err(|_| CursorError::Malformed)?;
         let mut mac = self.mac();
         mac.update(&payload);
         mac.verify_slice(&tag).map_err(|_| CursorError::Forged)?;
-        let envelope: Envelope = serde_json::from_slice(&payload).map_err(|_| CursorError::Malformed)?;
+        let envelope: Envelope =
+            serde_json::from_slice(&payload).map_err(|_| CursorError::Malformed)?;
         if envelope.format != FORMAT {
             return Err(CursorError::Incompatible);
         }
@@ -173,7 +180,10 @@ mod tests {
     #[test]
     fn another_key_rejects_the_token() {
         let token = CursorCodec::new(b"one").encode(&sample());
-        assert_eq!(CursorCodec::new(b"two").decode(&token), Err(CursorError::Forged));
+        assert_eq!(
+            CursorCodec::new(b"two").decode(&token),
+            Err(CursorError::Forged)
+        );
     }
 
     #[test]
@@ -182,6 +192,9 @@ mod tests {
         for garbage in ["", ".", "abc", "a.b.c", "%%%.%%%", "eyJ4IjoxfQ.", "🦀.🦀"] {
             assert!(codec.decode(garbage).is_err(), "{garbage:?} decoded");
         }
-        assert_eq!(codec.decode(&"a".repeat(MAX_TOKEN_LEN + 1)), Err(CursorError::TooLong));
+        assert_eq!(
+            codec.decode(&"a".repeat(MAX_TOKEN_LEN + 1)),
+            Err(CursorError::TooLong)
+        );
     }
 }

@@ -43,22 +43,29 @@ pub struct ExchangeStatsDoc {
 pub async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["contains", "format"])?;
     let format = info.format()?;
-    let contains = info.get("contains").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
+    let contains = info
+        .get("contains")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
     let if_none_match = info.if_none_match.clone();
     let seed = info.uri.clone();
     let outcome = state
         .db(move |conn| {
-            conn.build_transaction().read_only().repeatable_read().run(|conn| {
-                let tasks = crate::chunks::task_state(conn)?;
-                let tag = etag(&["exchange-stats", &tasks, format.name(), &seed]);
-                if none_match(if_none_match.as_deref(), &tag) {
-                    return Ok(Err(tag));
-                }
-                let rows: Vec<ExchangeStatRow> = diesel::sql_query(STATS_SQL)
-                    .bind::<Nullable<Text>, _>(contains)
-                    .load(conn)?;
-                Ok::<_, ApiError>(Ok((rows, tag)))
-            })
+            conn.build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(|conn| {
+                    let tasks = crate::chunks::task_state(conn)?;
+                    let tag = etag(&["exchange-stats", &tasks, format.name(), &seed]);
+                    if none_match(if_none_match.as_deref(), &tag) {
+                        return Ok(Err(tag));
+                    }
+                    let rows: Vec<ExchangeStatRow> = diesel::sql_query(STATS_SQL)
+                        .bind::<Nullable<Text>, _>(contains)
+                        .load(conn)?;
+                    Ok::<_, ApiError>(Ok((rows, tag)))
+                })
         })
         .await?;
     match outcome {

@@ -9,12 +9,17 @@ use crate::state::AppState;
 use coinflow_shared::dataset::Served;
 use rocket::State;
 
-const READ_PARAMS: [&str; 8] = ["dataset", "size", "cursor", "coin", "from", "to", "run", "format"];
+const READ_PARAMS: [&str; 8] = [
+    "dataset", "size", "cursor", "coin", "from", "to", "run", "format",
+];
 
 fn served(name: &str) -> Result<Source, ApiError> {
     Served::from_name(name).map(Source::Served).ok_or_else(|| {
         let known: Vec<&str> = Served::ALL.iter().map(|s| s.name()).collect();
-        ApiError::NotFound(format!("unknown dataset {name:?}; datasets: {}", known.join(", ")))
+        ApiError::NotFound(format!(
+            "unknown dataset {name:?}; datasets: {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -62,7 +67,9 @@ pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply
 pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["cursor", "size", "format"])?;
     if info.non_empty("cursor")?.is_none() {
-        return Err(ApiError::bad_request("cursor is required (the next_cursor of the previous chunk)"));
+        return Err(ApiError::bad_request(
+            "cursor is required (the next_cursor of the previous chunk)",
+        ));
     }
     let plan = plan_from_request(&state.codec, &info, None, "/read/next-chunk".into())?;
     serve(&state.pool, &state.codec, plan).await
@@ -91,10 +98,19 @@ pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply,
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/<dataset>")]
-pub async fn dataset(state: &State<AppState>, dataset: &str, info: ReqInfo) -> Result<Reply, ApiError> {
+pub async fn dataset(
+    state: &State<AppState>,
+    dataset: &str,
+    info: ReqInfo,
+) -> Result<Reply, ApiError> {
     let source = served(dataset)?;
     info.allow(&READ_PARAMS[1..])?;
-    let plan = plan_from_request(&state.codec, &info, Some(source), format!("/read/{}", source.name()))?;
+    let plan = plan_from_request(
+        &state.codec,
+        &info,
+        Some(source),
+        format!("/read/{}", source.name()),
+    )?;
     serve(&state.pool, &state.codec, plan).await
 }
 

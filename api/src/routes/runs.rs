@@ -124,7 +124,11 @@ fn files_of(conn: &mut PgConnection, run_ids: &[i64]) -> QueryResult<Vec<EtlFile
 #[rocket::get("/runs")]
 pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList>, ApiError> {
     info.allow(&["limit"])?;
-    let limit = info.get("limit").map(|v| parse_int("limit", v, 1..=1000)).transpose()?.unwrap_or(100);
+    let limit = info
+        .get("limit")
+        .map(|v| parse_int("limit", v, 1..=1000))
+        .transpose()?
+        .unwrap_or(100);
     let data = state
         .db(move |conn| {
             let runs: Vec<EtlRun> = etl_runs::table
@@ -137,7 +141,8 @@ pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList
             Ok(runs
                 .into_iter()
                 .map(|run| {
-                    let (mine, rest): (Vec<EtlFile>, Vec<EtlFile>) = files.drain(..).partition(|f| f.run_id == run.id);
+                    let (mine, rest): (Vec<EtlFile>, Vec<EtlFile>) =
+                        files.drain(..).partition(|f| f.run_id == run.id);
                     files = rest;
                     view(run, mine, false)
                 })
@@ -157,7 +162,11 @@ pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/runs/<id>")]
-pub async fn one(state: &State<AppState>, id: &str, info: ReqInfo) -> Result<Json<RunView>, ApiError> {
+pub async fn one(
+    state: &State<AppState>,
+    id: &str,
+    info: ReqInfo,
+) -> Result<Json<RunView>, ApiError> {
     info.allow(&[])?;
     let id = parse_int("run id", id, 1..=i64::MAX)?;
     let run = state
@@ -167,7 +176,9 @@ pub async fn one(state: &State<AppState>, id: &str, info: ReqInfo) -> Result<Jso
                 .select(EtlRun::as_select())
                 .first(conn)
                 .map_err(|e| match e {
-                    diesel::result::Error::NotFound => ApiError::NotFound(format!("there is no ETL run {id}")),
+                    diesel::result::Error::NotFound => {
+                        ApiError::NotFound(format!("there is no ETL run {id}"))
+                    }
                     other => other.into(),
                 })?;
             let files = files_of(conn, &[id])?;

@@ -72,11 +72,16 @@ struct OutputRecord<'a> {
 }
 
 fn check_token(state: &AppState, info: &ReqInfo) -> Result<(), ApiError> {
-    let Some(expected) = &state.write_token else { return Ok(()) };
+    let Some(expected) = &state.write_token else {
+        return Ok(());
+    };
     let given = info
         .authorization
         .as_deref()
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
@@ -100,8 +105,13 @@ fn body_kind(content_type: Option<&ContentType>) -> Result<BodyKind, ApiError> {
             "send the task as application/json {{\"coins\":[…]}} or text/csv (a `coins` header line, one id per line); got {what}"
         ))
     };
-    let Some(ct) = content_type else { return Err(refuse("no Content-Type".into())) };
-    let kind = match (ct.top().as_str().to_ascii_lowercase().as_str(), ct.sub().as_str().to_ascii_lowercase().as_str()) {
+    let Some(ct) = content_type else {
+        return Err(refuse("no Content-Type".into()));
+    };
+    let kind = match (
+        ct.top().as_str().to_ascii_lowercase().as_str(),
+        ct.sub().as_str().to_ascii_lowercase().as_str(),
+    ) {
         ("application", "json") => BodyKind::Json,
         ("text", "csv") => BodyKind::Csv,
         _ => return Err(refuse(ct.to_string())),
@@ -122,14 +132,17 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<String>, ApiError> {
         Err(e) if e.is_data() => Err(ApiError::Unprocessable(format!(
             "the JSON body must be {{\"coins\": [\"<coin id>\", …]}}: {e}"
         ))),
-        Err(e) => Err(ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
     }
 }
 
 /// The ids of a CSV body: a `coins` header line, then one id per line (LF or CRLF,
 /// trailing newline optional, blank lines ignored, RFC 4180 quotes allowed).
 fn parse_csv(bytes: &[u8]) -> Result<Vec<String>, ApiError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the CSV body is not valid UTF-8"))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("the CSV body is not valid UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let header = lines.next().unwrap_or_default();
@@ -146,7 +159,10 @@ fn parse_csv(bytes: &[u8]) -> Result<Vec<String>, ApiError> {
             continue;
         }
         let id = unquote(line).ok_or_else(|| {
-            ApiError::bad_request(format!("CSV line {}: one coin id per line, got {line:?}", n + 2))
+            ApiError::bad_request(format!(
+                "CSV line {}: one coin id per line, got {line:?}",
+                n + 2
+            ))
         })?;
         ids.push(id);
     }
@@ -157,12 +173,11 @@ fn parse_csv(bytes: &[u8]) -> Result<Vec<String>, ApiError> {
 fn unquote(field: &str) -> Option<String> {
     if let Some(inner) = field.strip_prefix('"').and_then(|f| f.strip_suffix('"')) {
         let mut out = String::with_capacity(inner.len());
-        let mut chars = inner.chars().peekable();
+        let mut chars = inner.chars();
         while let Some(c) = chars.next() {
-            if c == '"' {
-                if chars.next() != Some('"') {
-                    return None;
-                }
+            // Inside quotes a quote only appears doubled.
+            if c == '"' && chars.next() != Some('"') {
+                return None;
             }
             out.push(c);
         }
@@ -215,11 +230,15 @@ FROM known k LEFT JOIN ins i ON i.coin_id = k.id";
 
 /// Runs one task against the database.
 fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiError> {
-    let run: RunRow = diesel::sql_query("SELECT nextval('task_run_seq') AS run").get_result(conn)?;
+    let run: RunRow =
+        diesel::sql_query("SELECT nextval('task_run_seq') AS run").get_result(conn)?;
     let run = run.run;
     let unique: Vec<String> = {
         let mut seen = HashSet::new();
-        ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
+        ids.iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .cloned()
+            .collect()
     };
     let decisions: Vec<Decision> = if unique.is_empty() {
         Vec::new()
@@ -231,7 +250,11 @@ fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiErro
     };
     let decided: HashMap<&str, &Decision> = decisions.iter().map(|d| (d.id.as_str(), d)).collect();
     // A statement after the insert sees every row a concurrent task committed first.
-    let earlier: Vec<String> = decisions.iter().filter(|d| !d.accepted).map(|d| d.id.clone()).collect();
+    let earlier: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.accepted)
+        .map(|d| d.id.clone())
+        .collect();
     let first_runs: HashMap<String, i64> = if earlier.is_empty() {
         HashMap::new()
     } else {
@@ -261,7 +284,11 @@ fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiErro
                         exchanges: d.exchanges.clone(),
                     });
                 } else {
-                    let first_task_run = if d.accepted { run } else { first_runs.get(id).copied().unwrap_or(run) };
+                    let first_task_run = if d.accepted {
+                        run
+                    } else {
+                        first_runs.get(id).copied().unwrap_or(run)
+                    };
                     report.duplicates.push(Duplicate {
                         id: id.clone(),
                         first_task_run,
@@ -300,7 +327,11 @@ fn write_output(dir: &Path, report: &TaskReport) -> std::io::Result<PathBuf> {
     Ok(target)
 }
 
-async fn run_task(state: &AppState, info: ReqInfo, body: Data<'_>) -> Result<Json<TaskReport>, ApiError> {
+async fn run_task(
+    state: &AppState,
+    info: ReqInfo,
+    body: Data<'_>,
+) -> Result<Json<TaskReport>, ApiError> {
     info.allow(&[])?;
     check_token(state, &info)?;
     let kind = body_kind(info.content_type.as_ref())?;
@@ -334,11 +365,16 @@ async fn run_task(state: &AppState, info: ReqInfo, body: Data<'_>) -> Result<Jso
         report.invalid.len()
     );
     if let Some(dir) = state.task_output_dir.clone() {
-        let (result, report) = rocket::tokio::task::spawn_blocking(move || (write_output(&dir, &report), report)).await?;
+        let (result, report) =
+            rocket::tokio::task::spawn_blocking(move || (write_output(&dir, &report), report))
+                .await?;
         match result {
             Ok(path) => log::debug!("task run {} written to {}", report.task_run, path.display()),
             // The results are stored; only the extra copy failed. An operator must act.
-            Err(e) => log::error!("task run {}: could not write the output file: {e}", report.task_run),
+            Err(e) => log::error!(
+                "task run {}: could not write the output file: {e}",
+                report.task_run
+            ),
         }
         return Ok(Json(report));
     }
@@ -361,7 +397,11 @@ async fn run_task(state: &AppState, info: ReqInfo, body: Data<'_>) -> Result<Jso
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::post("/runtasks", data = "<body>")]
-pub async fn run_tasks(state: &State<AppState>, info: ReqInfo, body: Data<'_>) -> Result<Json<TaskReport>, ApiError> {
+pub async fn run_tasks(
+    state: &State<AppState>,
+    info: ReqInfo,
+    body: Data<'_>,
+) -> Result<Json<TaskReport>, ApiError> {
     run_task(state, info, body).await
 }
 
@@ -380,7 +420,11 @@ pub async fn run_tasks(state: &State<AppState>, info: ReqInfo, body: Data<'_>) -
         (status = 422, description = "JSON of the wrong shape", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::post("/coins", data = "<body>")]
-pub async fn post_coins(state: &State<AppState>, info: ReqInfo, body: Data<'_>) -> Result<Json<TaskReport>, ApiError> {
+pub async fn post_coins(
+    state: &State<AppState>,
+    info: ReqInfo,
+    body: Data<'_>,
+) -> Result<Json<TaskReport>, ApiError> {
     run_task(state, info, body).await
 }
 
@@ -408,7 +452,12 @@ pub struct TaskResultsDoc {
 #[rocket::get("/coins")]
 pub async fn task_results(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["size", "cursor", "format"])?;
-    let plan = plan_from_request(&state.codec, &info, Some(Source::TaskResults), "/coins".into())?;
+    let plan = plan_from_request(
+        &state.codec,
+        &info,
+        Some(Source::TaskResults),
+        "/coins".into(),
+    )?;
     serve(&state.pool, &state.codec, plan).await
 }
 
@@ -426,7 +475,11 @@ mod tests {
             "\u{feff}Coins\r\n\"bitcoin\"\r\nethereum",
             "coins\n\nbitcoin\n\nethereum\n\n",
         ] {
-            assert_eq!(parse_csv(body.as_bytes()).ok(), Some(want.clone()), "{body:?}");
+            assert_eq!(
+                parse_csv(body.as_bytes()).ok(),
+                Some(want.clone()),
+                "{body:?}"
+            );
         }
     }
 
@@ -441,19 +494,43 @@ mod tests {
     #[test]
     fn json_syntax_errors_and_shape_errors_differ() {
         assert!(matches!(parse_json(b"{\"coins\":[\"a\"]}"), Ok(v) if v == ["a"]));
-        assert!(matches!(parse_json(b"{\"coins\":["), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse_json(b"not json"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse_json(b"{\"coins\":\"a\"}"), Err(ApiError::Unprocessable(_))));
-        assert!(matches!(parse_json(b"{\"ids\":[]}"), Err(ApiError::Unprocessable(_))));
-        assert!(matches!(parse_json(b"[1,2]"), Err(ApiError::Unprocessable(_))));
+        assert!(matches!(
+            parse_json(b"{\"coins\":["),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json(b"not json"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json(b"{\"coins\":\"a\"}"),
+            Err(ApiError::Unprocessable(_))
+        ));
+        assert!(matches!(
+            parse_json(b"{\"ids\":[]}"),
+            Err(ApiError::Unprocessable(_))
+        ));
+        assert!(matches!(
+            parse_json(b"[1,2]"),
+            Err(ApiError::Unprocessable(_))
+        ));
     }
 
     #[test]
     fn content_types_with_charsets() {
         let ct = |s: &str| s.parse::<ContentType>().ok();
-        assert_eq!(body_kind(ct("application/json").as_ref()).ok(), Some(BodyKind::Json));
-        assert_eq!(body_kind(ct("text/csv; charset=utf-8").as_ref()).ok(), Some(BodyKind::Csv));
-        assert_eq!(body_kind(ct("text/csv;charset=\"UTF-8\"").as_ref()).ok(), Some(BodyKind::Csv));
+        assert_eq!(
+            body_kind(ct("application/json").as_ref()).ok(),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(
+            body_kind(ct("text/csv; charset=utf-8").as_ref()).ok(),
+            Some(BodyKind::Csv)
+        );
+        assert_eq!(
+            body_kind(ct("text/csv;charset=\"UTF-8\"").as_ref()).ok(),
+            Some(BodyKind::Csv)
+        );
         assert!(body_kind(ct("text/plain").as_ref()).is_err());
         assert!(body_kind(ct("text/csv; charset=latin1").as_ref()).is_err());
         assert!(body_kind(None).is_err());

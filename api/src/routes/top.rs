@@ -72,7 +72,11 @@ pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiErr
     let format = info.format()?;
     let limit = match info.get("limit") {
         Some(v) => parse_int("limit", v, 1..=MAX_LIMIT)?,
-        None => return Err(ApiError::bad_request(format!("limit is required (1 to {MAX_LIMIT})"))),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "limit is required (1 to {MAX_LIMIT})"
+            )))
+        }
     };
     let at = info
         .get("datetime")
@@ -82,38 +86,45 @@ pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiErr
     let seed = info.uri.clone();
     let outcome = state
         .db(move |conn| {
-            conn.build_transaction().read_only().repeatable_read().run(|conn| {
-                let version = crate::chunks::data_version(conn, "market")?;
-                let tag = etag(&["top", &version.to_string(), format.name(), &seed]);
-                if none_match(if_none_match.as_deref(), &tag) {
-                    return Ok(Err(tag));
-                }
-                let as_of = match at {
-                    Some(at) => at,
-                    None => {
-                        let latest: Latest = diesel::sql_query("SELECT max(ts) AS ts FROM market").get_result(conn)?;
-                        latest
-                            .ts
-                            .ok_or_else(|| ApiError::NotFound("there is no market data yet".into()))?
+            conn.build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(|conn| {
+                    let version = crate::chunks::data_version(conn, "market")?;
+                    let tag = etag(&["top", &version.to_string(), format.name(), &seed]);
+                    if none_match(if_none_match.as_deref(), &tag) {
+                        return Ok(Err(tag));
                     }
-                };
-                let rows: Vec<TopRow> = diesel::sql_query(TOP_SQL)
-                    .bind::<Timestamptz, _>(as_of)
-                    .bind::<BigInt, _>(limit)
-                    .load(conn)?;
-                if rows.is_empty() {
-                    let any: Any = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1) AS any")
+                    let as_of = match at {
+                        Some(at) => at,
+                        None => {
+                            let latest: Latest =
+                                diesel::sql_query("SELECT max(ts) AS ts FROM market")
+                                    .get_result(conn)?;
+                            latest.ts.ok_or_else(|| {
+                                ApiError::NotFound("there is no market data yet".into())
+                            })?
+                        }
+                    };
+                    let rows: Vec<TopRow> = diesel::sql_query(TOP_SQL)
+                        .bind::<Timestamptz, _>(as_of)
+                        .bind::<BigInt, _>(limit)
+                        .load(conn)?;
+                    if rows.is_empty() {
+                        let any: Any = diesel::sql_query(
+                            "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1) AS any",
+                        )
                         .bind::<Timestamptz, _>(as_of)
                         .get_result(conn)?;
-                    if !any.any {
-                        return Err(ApiError::NotFound(format!(
-                            "no market data at or before {}",
-                            as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-                        )));
+                        if !any.any {
+                            return Err(ApiError::NotFound(format!(
+                                "no market data at or before {}",
+                                as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                            )));
+                        }
                     }
-                }
-                Ok(Ok((as_of, rows, tag)))
-            })
+                    Ok(Ok((as_of, rows, tag)))
+                })
         })
         .await?;
     let (as_of, rows, tag) = match outcome {

@@ -4,8 +4,8 @@
 
 use coinflow_api::ApiConfig;
 use coinflow_shared::testdb::TestDb;
-use diesel::pg::PgConnection;
 use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use rocket::http::{Header, Status};
@@ -49,7 +49,12 @@ impl App {
     }
 
     pub fn get_with(&self, uri: &str, name: &'static str, value: &str) -> Reply {
-        Reply::from(self.client.get(uri.to_string()).header(Header::new(name, value.to_string())).dispatch())
+        Reply::from(
+            self.client
+                .get(uri.to_string())
+                .header(Header::new(name, value.to_string()))
+                .dispatch(),
+        )
     }
 
     pub fn post(&self, uri: &str, content_type: &str, body: impl AsRef<[u8]>) -> Reply {
@@ -99,9 +104,17 @@ pub struct Reply {
 impl From<LocalResponse<'_>> for Reply {
     fn from(r: LocalResponse<'_>) -> Reply {
         let status = r.status();
-        let headers = r.headers().iter().map(|h| (h.name().to_string(), h.value().to_string())).collect();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
         let body = r.into_string().unwrap_or_default();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -121,7 +134,12 @@ impl Reply {
     pub fn assert_problem(&self, status: u16) -> Value {
         assert_eq!(self.status.code, status, "body: {}", self.body);
         assert_eq!(
-            self.header("Content-Type").map(|c| c.split(';').next().unwrap_or("").trim().to_string()),
+            self.header("Content-Type").map(|c| c
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()),
             Some("application/problem+json".to_string()),
             "{:?}",
             self.headers
@@ -132,7 +150,14 @@ impl Reply {
         }
         assert_eq!(p["status"], status);
         let lower = self.body.to_lowercase();
-        for leak in ["<html", "select ", "panicked", "backtrace", "diesel", "postgres"] {
+        for leak in [
+            "<html",
+            "select ",
+            "panicked",
+            "backtrace",
+            "diesel",
+            "postgres",
+        ] {
             assert!(!lower.contains(leak), "{leak:?} leaked: {}", self.body);
         }
         p
@@ -260,17 +285,28 @@ pub fn serve(mut config: ApiConfig) -> u16 {
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the API did not start listening");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API did not start listening"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     port
 }
 
 /// One HTTP/1.1 exchange over a fresh connection: (status, headers, body).
-pub fn http(port: u16, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, String) {
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(120))).expect("timeout");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .expect("timeout");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(ct) = content_type {
         request.push_str(&format!("Content-Type: {ct}\r\n"));
@@ -282,8 +318,15 @@ pub fn http(port: u16, method: &str, path: &str, content_type: Option<&str>, bod
     stream.read_to_end(&mut raw).expect("read");
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()
