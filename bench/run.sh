@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole benchmark suite: ETL against psql \copy and pgloader at each size, then the
+# API against pgbench on the largest loaded size, then BENCHMARKS.md.
+#
+# Usage: bench/run.sh
+# Env:   BENCH_SIZES       sizes to load (default "1m 10m"; also 100k, 50m)
+#        BENCH_API_SIZE    size whose database the API benchmark uses (default: the
+#                          largest of BENCH_SIZES)
+#        BENCH_SKIP_API=1  ETL only
+#        BENCH_DURATION    seconds per wrk/pgbench measurement (default 15)
+#        DATABASE_URL      use this server (databases cfbench_* are created and dropped)
+#                          instead of a throwaway cluster
+#        BENCH_WORK        scratch directory (default: $TMPDIR or /tmp, else /dev/shm)
+#        COINFLOW_BIN      directory holding coinflow-etl and coinflow-api (default: the
+#                          release build in $CARGO_TARGET_DIR or target/)
+#        BENCH_BUILD=1     run `cargo build --release --bins` first
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+read -r -a sizes <<<"${BENCH_SIZES:-1m 10m}"
+api_size=${BENCH_API_SIZE:-${sizes[-1]}}
+
+bench_need_tools
+bench_need_binaries
+
+largest=0
+for s in "${sizes[@]}"; do
+    r=$(bench_rows "$s")
+    ((r > largest)) && largest=$r
+done
+BENCH_WORK_DIR=$(bench_pick_work $((largest * 700 / 1024)))
+export BENCH_WORK_DIR
+export TMPDIR=$BENCH_WORK_DIR
+cf_log "scratch data in $BENCH_WORK_DIR ($(df -PT "$BENCH_WORK_DIR" | awk 'NR==2 {print $2}'))"
+pg_ensure_database_url
+
+rm -rf "$BENCH_RESULTS"
+mkdir -p "$BENCH_RESULTS"
+bench_machine_info "$BENCH_RESULTS/machine.tsv"
+printf 'loadavg_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_RESULTS/machine.tsv"
+printf 'sizes\t%s\napi_size\t%s\n' "${sizes[*]}" "$api_size" >>"$BENCH_RESULTS/machine.tsv"
+started=$(date +%s)
+# Other work on the machine skews every number: sample the load and the busiest
+# processes every 5 s for the report.
+(while sleep 5; do
+    echo "$(date -u +%H:%M:%S) $(cut -d' ' -f1-3 /proc/loadavg) | $(ps -eo pcpu=,comm= --sort=-pcpu | head -n 4 | awk '{printf "%s:%s ", $2, $1}')"
+done) >"$BENCH_RESULTS/loadavg.log" 2>&1 &
+sampler=$!
+cf_at_exit "kill $sampler 2>/dev/null || true"
+
+BENCH_KEEP_DB=$api_size "$BENCH_DIR/etl.sh" "${sizes[@]}"
+if [[ ${BENCH_SKIP_API:-0} != 1 ]]; then
+    "$BENCH_DIR/api.sh" "cfbench_etl_$api_size"
+fi
+bench_psql "$DATABASE_URL" -c "DROP DATABASE IF EXISTS cfbench_etl_$api_size"
+rm -rf "$BENCH_WORK_DIR/data-$api_size"
+
+printf 'loadavg_end\t%s\nsuite_seconds\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))" >>"$BENCH_RESULTS/machine.tsv"
+python3 "$BENCH_DIR/report.py" "$BENCH_RESULTS" >"$REPO_DIR/BENCHMARKS.md"
+cf_log "wrote $REPO_DIR/BENCHMARKS.md (raw results in $BENCH_RESULTS)"
