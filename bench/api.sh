@@ -100,6 +100,8 @@ done
 endpoints+=("top limit=200, latest|/top?limit=200|-|top-latest.sql|-D at=$latest -D lim=200")
 endpoints+=("top limit=200, $historical|/top?limit=200&datetime=$historical|-|top.sql|-D at=$historical -D lim=200")
 endpoints+=("POST /runtasks, 4 ids|/runtasks|runtasks.lua|runtasks.sql|-D ncoins=$ncoins")
+# Baseline: Rocket, wrk and the kernel with no database work (no pgbench counterpart).
+endpoints+=("baseline: GET /health/live (no database)|/health/live|-|-|")
 
 # --- the statements each handler runs (evidence that the pgbench scripts match) ---------
 if [[ -n ${PG_CLUSTER_DIR:-} && -f $PG_CLUSTER_DIR/server.log ]]; then
@@ -200,7 +202,7 @@ for e in "${endpoints[@]}"; do
         [[ $path == /runtasks ]] && bench_psql "$url" -c "TRUNCATE task_results"
         run_wrk "$name" "$path" "$lua" "$c"
         [[ $path == /runtasks ]] && bench_psql "$url" -c "TRUNCATE task_results"
-        run_pgbench "$name" "$script" "$vars" "$c"
+        [[ $script != - ]] && run_pgbench "$name" "$script" "$vars" "$c"
     done
 done
 

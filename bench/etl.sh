@@ -12,7 +12,9 @@
 #
 # Usage: bench/etl.sh [SIZE...]     sizes: 100k 1m 10m 50m (default: 1m 10m)
 # Env:   DATABASE_URL (else a throwaway cluster), BENCH_WORK, BENCH_KEEP_DB=<size> keeps
-#        that size's coinflow database (cfbench_etl_<size>) and data for bench/api.sh.
+#        that size's coinflow database (cfbench_etl_<size>) and data for bench/api.sh,
+#        BENCH_ETL_ONLY="<size>..." runs only coinflow-etl for those sizes (scaling points:
+#        pgloader alone would take ~20 minutes at 50 M rows).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -84,30 +86,35 @@ for size in "${sizes[@]}"; do
     printf '%s\tcsv_mb\t%s\n' "$size" "$csv_mb" >>"$BENCH_RESULTS/etl-sizes.tsv"
 
     # 2. psql \copy into unindexed / PK / full-index tables, and pgloader into the PK table.
-    bench_fresh_db cfbench_cmp
-    run_copy() { # tool-label table-ddl-suffix
-        local label=$1 extra=$2 n
-        bench_psql "$cmp_url" -c "DROP TABLE IF EXISTS bench_market" -c "CREATE TABLE bench_market ($TABLE_DEF$extra)"
-        [[ $label == *"all market indexes"* ]] &&
-            bench_psql "$cmp_url" -c "CREATE INDEX ON bench_market (ts)" -c "CREATE INDEX ON bench_market (coin_id) WHERE rank IS NOT NULL"
-        bench_checkpoint
-        local cmd=(psql -X -q -v ON_ERROR_STOP=1 "$cmp_url" -c "\\copy bench_market ($COLS) FROM '$csv' WITH (FORMAT csv, HEADER true)")
-        echo "[$size] $label: $(printf "%q " "${cmd[@]}")" >>"$CMDS"
-        local status=ok
-        bench_timed "$tf" "$BENCH_RESULTS/copy.log" "${cmd[@]}" || status="exit $?"
-        read -r wall rss <<<"$(bench_parse_time "$tf")"
-        n=$(bench_psql "$cmp_url" -Atc "SELECT count(*) FROM bench_market")
-        [[ $n == "$rows" ]] || status="$status; $n rows loaded"
-        record "$size" "$rows" "$label" "$wall" "$rss" "$status" ""
-        bench_psql "$cmp_url" -c "DROP TABLE bench_market"
-    }
-    run_copy 'psql \copy, unindexed table' ''
-    run_copy 'psql \copy, PRIMARY KEY (coin_id, ts)' ', PRIMARY KEY (coin_id, ts)'
-    run_copy 'psql \copy, all market indexes' ', PRIMARY KEY (coin_id, ts)'
+    compare=1
+    for only in ${BENCH_ETL_ONLY:-}; do
+        [[ $only == "$size" ]] && compare=0
+    done
+    if ((compare)); then
+        bench_fresh_db cfbench_cmp
+        run_copy() { # tool-label table-ddl-suffix
+            local label=$1 extra=$2 n
+            bench_psql "$cmp_url" -c "DROP TABLE IF EXISTS bench_market" -c "CREATE TABLE bench_market ($TABLE_DEF$extra)"
+            [[ $label == *"all market indexes"* ]] &&
+                bench_psql "$cmp_url" -c "CREATE INDEX ON bench_market (ts)" -c "CREATE INDEX ON bench_market (coin_id) WHERE rank IS NOT NULL"
+            bench_checkpoint
+            local cmd=(psql -X -q -v ON_ERROR_STOP=1 "$cmp_url" -c "\\copy bench_market ($COLS) FROM '$csv' WITH (FORMAT csv, HEADER true)")
+            echo "[$size] $label: $(printf "%q " "${cmd[@]}")" >>"$CMDS"
+            local status=ok
+            bench_timed "$tf" "$BENCH_RESULTS/copy.log" "${cmd[@]}" || status="exit $?"
+            read -r wall rss <<<"$(bench_parse_time "$tf")"
+            n=$(bench_psql "$cmp_url" -Atc "SELECT count(*) FROM bench_market")
+            [[ $n == "$rows" ]] || status="$status; $n rows loaded"
+            record "$size" "$rows" "$label" "$wall" "$rss" "$status" ""
+            bench_psql "$cmp_url" -c "DROP TABLE bench_market"
+        }
+        run_copy 'psql \copy, unindexed table' ''
+        run_copy 'psql \copy, PRIMARY KEY (coin_id, ts)' ', PRIMARY KEY (coin_id, ts)'
+        run_copy 'psql \copy, all market indexes' ', PRIMARY KEY (coin_id, ts)'
 
-    bench_psql "$cmp_url" -c "CREATE TABLE bench_market ($TABLE_DEF, PRIMARY KEY (coin_id, ts))"
-    load=$BENCH_WORK_DIR/pgloader-$size.load
-    cat >"$load" <<EOF
+        bench_psql "$cmp_url" -c "CREATE TABLE bench_market ($TABLE_DEF, PRIMARY KEY (coin_id, ts))"
+        load=$BENCH_WORK_DIR/pgloader-$size.load
+        cat >"$load" <<EOF
 LOAD CSV
      FROM '$csv' ($COLS)
      INTO $cmp_url
@@ -116,15 +123,16 @@ LOAD CSV
      WITH skip header = 1,
           fields terminated by ',';
 EOF
-    bench_checkpoint
-    echo "[$size] pgloader: pgloader $load  # $(tr '\n' ' ' <"$load")" >>"$CMDS"
-    status=ok
-    bench_timed "$tf" "$BENCH_RESULTS/pgloader-$size.log" pgloader "$load" || status="exit $?"
-    read -r wall rss <<<"$(bench_parse_time "$tf")"
-    n=$(bench_psql "$cmp_url" -Atc "SELECT count(*) FROM bench_market")
-    [[ $n == "$rows" ]] || status="$status; $n rows loaded"
-    record "$size" "$rows" "pgloader, PRIMARY KEY (coin_id, ts)" "$wall" "$rss" "$status" ""
-    bench_psql "$DATABASE_URL" -c "DROP DATABASE cfbench_cmp"
+        bench_checkpoint
+        echo "[$size] pgloader: pgloader $load  # $(tr '\n' ' ' <"$load")" >>"$CMDS"
+        status=ok
+        bench_timed "$tf" "$BENCH_RESULTS/pgloader-$size.log" pgloader "$load" || status="exit $?"
+        read -r wall rss <<<"$(bench_parse_time "$tf")"
+        n=$(bench_psql "$cmp_url" -Atc "SELECT count(*) FROM bench_market")
+        [[ $n == "$rows" ]] || status="$status; $n rows loaded"
+        record "$size" "$rows" "pgloader, PRIMARY KEY (coin_id, ts)" "$wall" "$rss" "$status" ""
+        bench_psql "$DATABASE_URL" -c "DROP DATABASE cfbench_cmp"
+    fi
 
     # 3. coinflow-etl end to end into a fresh database, then again on unchanged files.
     db=cfbench_etl_$size

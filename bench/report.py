@@ -125,6 +125,7 @@ for key, label in [
     ("loadavg_start", "load average at start"),
     ("loadavg_end", "load average at end"),
     ("suite_seconds", "suite wall time (s)"),
+    ("scale_size", "scaling point"),
 ]:
     if key in machine:
         w(f"| {label} | {machine[key]} |")
