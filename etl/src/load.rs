@@ -529,10 +529,14 @@ pub fn finish_run(
     message: Option<&str>,
     summary: &serde_json::Value,
 ) -> QueryResult<()> {
+    // now() would be the transaction's start: the run's data commits with this update.
+    let clock = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
+        "clock_timestamp()",
+    );
     diesel::update(etl_runs::table.find(run_id))
         .set((
             etl_runs::status.eq(status),
-            etl_runs::finished_at.eq(diesel::dsl::now),
+            etl_runs::finished_at.eq(clock),
             etl_runs::message.eq(message),
             etl_runs::summary.eq(summary),
         ))
