@@ -148,13 +148,15 @@ to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s
 run_wrk() { # name path lua conc
     local name=$1 path=$2 lua=$3 c=$4 t out
     t=$((c < 2 ? 1 : 2))
-    local cmd=(wrk -t "$t" -c "$c" -d "${DURATION}s" --latency)
+    # --timeout 30s: slow responses count in the latency, not as dropped requests.
+    local cmd=(wrk -t "$t" -c "$c" -d "${DURATION}s" --timeout 30s --latency)
     [[ $lua != - ]] && cmd+=(-s "$BENCH_DIR/wrk/$lua")
     cmd+=("$base$path")
     [[ $lua != - ]] && cmd+=(-- "$work/coin-ids.txt")
     echo "[$name, c=$c] $(printf '%q ' "${cmd[@]}")" >>"$CMDS"
     out=$("${cmd[@]}" 2>&1) || true
     echo "$out" >>"$BENCH_RESULTS/wrk.log"
+    kill -0 "$api_pid" 2>/dev/null || cf_die "coinflow-api (pid $api_pid) is gone during '$name' (see $BENCH_RESULTS/api-server.log)"
     local rps p50 p99 non2xx sockerr
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
