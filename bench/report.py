@@ -126,6 +126,7 @@ for key, label in [
     ("loadavg_end", "load average at end"),
     ("suite_seconds", "suite wall time (s)"),
     ("scale_size", "scaling point"),
+    ("api_run", "runs"),
 ]:
     if key in machine:
         w(f"| {label} | {machine[key]} |")
