@@ -28,16 +28,18 @@ mv "$work/gen/coins.csv" "$work/gen/markets.csv" "$work/data/"
 bench_fresh_db cfbench_profile
 url=$(bench_db_url cfbench_profile)
 
-summarise() { # perf.data out-file process-name
-    local data=$1 out=$2 proc=$3
+summarise() { # perf.data out-file process-name [pid]
+    local data=$1 out=$2 proc=$3 pid=${4:-}
     {
-        echo "== CPU samples per process (all CPUs) =="
-        perf report -i "$data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 12
+        echo "== CPU samples per thread name (all CPUs; coinflow-api's threads are rocket-worker-*, tokio-*) =="
+        perf report -i "$data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -n 12 || true
         for comm in "$proc" postgres; do
             echo
-            echo "== hottest symbols in $comm (self time) =="
-            perf report -i "$data" --no-children --comm "$comm" --sort dso,symbol --stdio 2>/dev/null |
-                grep -E '^ +[0-9]' | head -n 25
+            echo "== hottest symbols in $comm (self time, % of all samples) =="
+            local filter=(--comm "$comm")
+            [[ $comm == "$proc" && -n $pid ]] && filter=(--pid "$pid")
+            perf report -i "$data" --no-children -g none "${filter[@]}" --sort dso,symbol --stdio 2>/dev/null |
+                grep -E '^ +[0-9.]+%' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | cut -c1-160 | head -n 25 || true
         done
     } >"$out"
 }
@@ -62,7 +64,7 @@ cursor=$(curl -fs "http://127.0.0.1:$port/read/first-chunk?size=1000" |
 wrk -t 2 -c 16 -d 3s "http://127.0.0.1:$port/read/next-chunk?cursor=$cursor" >/dev/null
 perf record -a -g -F 199 -o "$work/api.data" -- \
     wrk -t 2 -c 16 -d 15s --latency "http://127.0.0.1:$port/read/next-chunk?cursor=$cursor" >"$work/wrk.txt" 2>&1
-summarise "$work/api.data" "$BENCH_RESULTS/profile-api.txt" coinflow-api
+summarise "$work/api.data" "$BENCH_RESULTS/profile-api.txt" coinflow-api "$api_pid"
 {
     echo
     echo "== wrk under perf =="

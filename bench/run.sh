@@ -14,6 +14,7 @@
 #        COINFLOW_BIN      directory holding coinflow-etl and coinflow-api (default: the
 #                          release build in $CARGO_TARGET_DIR or target/)
 #        BENCH_BUILD=1     run `cargo build --release --bins` first
+#        BENCH_PROFILE=1   also run bench/profile.sh (perf) at the end
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -68,6 +69,10 @@ for s in ${BENCH_SCALE_SIZES-50m}; do
         printf 'scale_size\t%s: skipped, %s GiB free, about %s GiB needed\n' "$s" "$((avail_kb / 1048576))" "$((need_kb / 1048576))" >>"$BENCH_RESULTS/machine.tsv"
     fi
 done
+
+if [[ ${BENCH_PROFILE:-0} == 1 ]]; then
+    "$BENCH_DIR/profile.sh" || cf_log "warning: bench/profile.sh failed"
+fi
 
 printf 'loadavg_end\t%s\nsuite_seconds\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))" >>"$BENCH_RESULTS/machine.tsv"
 python3 "$BENCH_DIR/report.py" "$BENCH_RESULTS" >"$REPO_DIR/BENCHMARKS.md"
