@@ -15,6 +15,8 @@
 #                          release build in $CARGO_TARGET_DIR or target/)
 #        BENCH_BUILD=1     run `cargo build --release --bins` first
 #        BENCH_PROFILE=1   also run bench/profile.sh (perf) at the end
+#        BENCH_OUTPUT      where the report goes (default: BENCHMARKS.md at the root)
+#        BENCH_RESULTS     raw results directory (default: bench/results, emptied first)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -75,5 +77,6 @@ if [[ ${BENCH_PROFILE:-0} == 1 ]]; then
 fi
 
 printf 'loadavg_end\t%s\nsuite_seconds\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))" >>"$BENCH_RESULTS/machine.tsv"
-python3 "$BENCH_DIR/report.py" "$BENCH_RESULTS" >"$REPO_DIR/BENCHMARKS.md"
-cf_log "wrote $REPO_DIR/BENCHMARKS.md (raw results in $BENCH_RESULTS)"
+out=${BENCH_OUTPUT:-$REPO_DIR/BENCHMARKS.md}
+python3 "$BENCH_DIR/report.py" "$BENCH_RESULTS" >"$out"
+cf_log "wrote $out (raw results in $BENCH_RESULTS)"
