@@ -1,13 +1,16 @@
 //! Loading: the only stage that writes. Staged rows go in with binary COPY into
 //! temporary staging tables, are classified against what is stored (loaded, duplicate,
-//! updated) and merged into the warehouse; derived tables are synchronised from the
-//! transform's output; the ledger records runs, files and rejects. Everything a run
-//! writes to data tables commits in one transaction with its `etl_files` rows.
+//! updated) and merged into the warehouse; markets files that bring only new keys skip
+//! staging and are copied straight into `market`; a bulk load drops a table's foreign
+//! keys and secondary indexes and rebuilds them once; derived tables are synchronised
+//! from the transform's output; the ledger records runs, files and rejects. Everything a
+//! run writes to data tables commits in one transaction with its `etl_files` rows.
 
 use crate::resolve::NewCoin;
-use crate::rows::{self, Batch, Rejection};
+use crate::rows::{self, Batch, MarketRow, Rejection};
+use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::Dataset;
-use coinflow_shared::schema::{coin_aliases, coins, etl_files, etl_rejects, etl_runs};
+use coinflow_shared::schema::{coin_aliases, coins, etl_files, etl_rejects, etl_runs, market};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -63,6 +66,137 @@ pub fn stage(conn: &mut PgConnection, batch: &Batch) -> QueryResult<()> {
     copy!(rows::stg_people::table, batch.people);
     copy!(rows::stg_trades::table, batch.trades);
     Ok(())
+}
+
+/// A snapshot as `market` stores it before the rank refresh.
+#[derive(Insertable)]
+#[diesel(table_name = market, treat_none_as_default_value = false)]
+struct NewMarket<'a> {
+    coin_id: &'a str,
+    ts: DateTime<Utc>,
+    price_usd: f64,
+    market_cap_usd: Option<f64>,
+    volume_24h_usd: Option<f64>,
+}
+
+/// Copies validated snapshots straight into `market` with binary COPY, skipping staging
+/// and the merge. A key that is already stored, or that comes twice, fails the COPY with
+/// a unique violation: the caller runs this under a savepoint and falls back to staging.
+pub fn copy_market(conn: &mut PgConnection, rows: &[MarketRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(COPY_CHUNK) {
+        let chunk: Vec<NewMarket<'_>> = chunk
+            .iter()
+            .map(|r| NewMarket {
+                coin_id: &r.coin_id,
+                ts: r.ts,
+                price_usd: r.price_usd,
+                market_cap_usd: r.market_cap_usd,
+                volume_24h_usd: r.volume_24h_usd,
+            })
+            .collect();
+        diesel::copy_from(market::table)
+            .from_insertable(&chunk)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Whether a COPY or insert failed because a key already exists.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// A table's foreign keys and non-unique secondary indexes, dropped for a bulk load and
+/// re-created by [`Deferred::restore`] in the same transaction. Building an index once is
+/// several times cheaper than maintaining it row by row, and validating a foreign key is
+/// one join instead of a trigger (and a row lock on the referenced row) per loaded row.
+/// The primary key and unique constraints stay: they decide loaded, duplicate, updated.
+/// Dropping takes an ACCESS EXCLUSIVE lock on the table until the run commits, so
+/// readers wait for a bulk load instead of reading around it.
+#[derive(Debug)]
+pub struct Deferred {
+    table: &'static str,
+    restore: Vec<String>,
+}
+
+#[derive(QueryableByName)]
+struct Definition {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    definition: String,
+}
+
+/// Drops `table`'s foreign keys and secondary indexes, remembering their definitions
+/// exactly as the catalog holds them.
+pub fn defer_constraints(conn: &mut PgConnection, table: &'static str) -> QueryResult<Deferred> {
+    let foreign_keys: Vec<Definition> = diesel::sql_query(
+        "SELECT conname::text AS name, pg_get_constraintdef(oid) AS definition \
+         FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname",
+    )
+    .bind::<Text, _>(table)
+    .load(conn)?;
+    let indexes: Vec<Definition> = diesel::sql_query(
+        "SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS definition \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = $1::regclass AND NOT i.indisunique AND NOT i.indisprimary \
+         ORDER BY c.relname",
+    )
+    .bind::<Text, _>(table)
+    .load(conn)?;
+    let mut restore = Vec::new();
+    for fk in &foreign_keys {
+        conn.batch_execute(&format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {}",
+            quote_ident(&fk.name)
+        ))?;
+        restore.push(format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {} {}",
+            quote_ident(&fk.name),
+            fk.definition
+        ));
+    }
+    for index in &indexes {
+        conn.batch_execute(&format!("DROP INDEX {}", quote_ident(&index.name)))?;
+        restore.push(index.definition.clone());
+    }
+    Ok(Deferred { table, restore })
+}
+
+impl Deferred {
+    /// Re-creates what [`defer_constraints`] dropped; a foreign key is validated against
+    /// every row, so a row the load got wrong fails the run instead of committing.
+    pub fn restore(self, conn: &mut PgConnection) -> QueryResult<()> {
+        for statement in &self.restore {
+            conn.batch_execute(statement)?;
+        }
+        log::info!(
+            "{}: {} foreign key(s) and index(es) re-created after the bulk load",
+            self.table,
+            self.restore.len()
+        );
+        Ok(())
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The on-disk size of a table's rows (heap only), for choosing a bulk load.
+pub fn heap_bytes(conn: &mut PgConnection, table: &str) -> QueryResult<u64> {
+    #[derive(QueryableByName)]
+    struct Size {
+        #[diesel(sql_type = BigInt)]
+        bytes: i64,
+    }
+    let size: Size = diesel::sql_query("SELECT pg_relation_size($1::regclass) AS bytes")
+        .bind::<Text, _>(table)
+        .get_result(conn)?;
+    Ok(size.bytes.max(0) as u64)
 }
 
 /// How a staged table merges into its target.

@@ -16,6 +16,7 @@ use coinflow_shared::schema::{coin_aliases, coins, people};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -237,7 +238,8 @@ fn process(
         ..RunReport::default()
     };
     // Merges sort whole files (by key and line): let them sort in memory where they can.
-    conn.batch_execute("SET LOCAL work_mem = '256MB'")?;
+    // Index builds after a bulk load too.
+    conn.batch_execute("SET LOCAL work_mem = '256MB'; SET LOCAL maintenance_work_mem = '512MB'")?;
     let loaded = load::loaded_hashes(conn)?;
     let mut work = Vec::new();
     for path in extract::discover(&opts.data_dir)? {
@@ -258,6 +260,7 @@ fn process(
     let progress = Progress::new(work.iter().map(|p| p.file.size).sum());
     let mut known = known_from_db(conn)?;
     load::create_staging(conn)?;
+    let deferred = defer_market_constraints(conn, &work)?;
     let mut changes = Changes::default();
     for planned in work {
         let file_started = Instant::now();
@@ -286,60 +289,30 @@ fn process(
             }
             PlanKind::Dataset { detected, header } => {
                 let dataset = detected.dataset;
-                let snapshot = matches!(
-                    dataset,
-                    Dataset::Coins | Dataset::Listings | Dataset::People
-                )
-                .then(|| known.clone());
-                let mut stage_error = None;
-                let scanned = scan_file(
-                    file,
-                    detected,
-                    header,
-                    &mut known,
+                let ctx = FileContext {
+                    run_id,
                     opts,
-                    &progress,
+                    progress: &progress,
                     started,
-                    |batch| {
-                        if stage_error.is_none() {
-                            if let Err(e) = load::stage(conn, batch) {
-                                stage_error = Some(e);
-                            }
-                        }
-                    },
-                )?;
-                if let Some(e) = stage_error {
-                    return Err(e.into());
-                }
-                let mut file_report = scanned.report;
-                if !scanned.rejects.is_empty() {
-                    load::store_rejects(conn, run_id, &file.name, &scanned.rejects)?;
-                    changes.rejects_stored = true;
-                }
-                if let Some(reason) = over_budget(&file_report, opts.max_reject_ratio) {
-                    load::truncate_staging(conn, dataset)?;
-                    if let Some(snapshot) = snapshot {
-                        known = snapshot;
-                    }
-                    log::error!("{}: set aside, nothing loaded: {reason}", file.name);
-                    file_report.status = "set_aside".into();
-                    file_report.reason = Some(reason);
-                } else {
-                    let (new_coins, aliases) = known.coins.take_pending();
-                    let merged = load::merge_file(
+                };
+                let mut file_report = None;
+                if dataset == Dataset::Markets {
+                    file_report = load_direct(
                         conn,
-                        dataset,
-                        file_report.read - file_report.rejected,
-                        &new_coins,
-                        &aliases,
+                        &ctx,
+                        file,
+                        &detected,
+                        &header,
+                        &mut known,
+                        &mut changes,
                     )?;
-                    load::truncate_staging(conn, dataset)?;
-                    changes.absorb(&merged);
-                    file_report.loaded = merged.counts.loaded;
-                    file_report.duplicate = merged.counts.duplicate;
-                    file_report.updated = merged.counts.updated;
-                    file_report.status = "loaded".into();
                 }
+                let mut file_report = match file_report {
+                    Some(r) => r,
+                    None => {
+                        load_staged(conn, &ctx, file, detected, header, &mut known, &mut changes)?
+                    }
+                };
                 file_report.seconds = file_started.elapsed().as_secs_f64();
                 file_report.rows_per_sec = rate(file_report.read, file_report.seconds);
                 log::info!(
@@ -373,6 +346,14 @@ fn process(
         }
     }
     progress.finish();
+    if let Some(deferred) = deferred {
+        let restore_started = Instant::now();
+        deferred.restore(conn)?;
+        log::info!(
+            "market: constraints and indexes rebuilt in {:.2}s",
+            restore_started.elapsed().as_secs_f64()
+        );
+    }
     let refresh_started = Instant::now();
     let changed = refresh::refresh(conn, &changes, opts.rank_tolerance.as_micros() as i64)?;
     log::info!(
@@ -385,6 +366,13 @@ fn process(
         }
     );
     load::bump_versions(conn, &changed)?;
+    // The API plans its reads on these statistics; autovacuum would refresh them only
+    // some time after the commit.
+    for table in ["market", "daily"] {
+        if changed.contains(&table) {
+            conn.batch_execute(&format!("ANALYZE {table}"))?;
+        }
+    }
     report.changed_datasets = changed.iter().map(|s| s.to_string()).collect();
     report.status = if report.has_set_aside() {
         "partial"
@@ -396,6 +384,224 @@ fn process(
     let summary = serde_json::to_value(&report).unwrap_or_default();
     load::finish_run(conn, run_id, &report.status, None, &summary)?;
     Ok(report)
+}
+
+/// A run whose markets input (markets and listings files) is at least as large as the
+/// `market` table's rows on disk loads in bulk: the table's foreign key and secondary
+/// indexes are dropped first and rebuilt after the files ([`load::Deferred`]). Smaller
+/// runs maintain them row by row, which costs less than rebuilding them and keeps the
+/// table readable while the run loads.
+fn defer_market_constraints(
+    conn: &mut PgConnection,
+    work: &[Planned],
+) -> QueryResult<Option<load::Deferred>> {
+    let incoming: u64 = work
+        .iter()
+        .filter(|p| {
+            matches!(&p.kind, PlanKind::Dataset { detected, .. }
+                if matches!(detected.dataset, Dataset::Markets | Dataset::Listings))
+        })
+        .map(|p| p.file.size)
+        .sum();
+    if incoming == 0 {
+        return Ok(None);
+    }
+    let stored = load::heap_bytes(conn, "market")?;
+    if incoming < stored {
+        return Ok(None);
+    }
+    log::info!(
+        "market: bulk load ({incoming} bytes of input, {stored} bytes stored): its foreign key \
+         and secondary indexes are rebuilt after the files"
+    );
+    load::defer_constraints(conn, "market").map(Some)
+}
+
+/// What every file of a run shares.
+struct FileContext<'a> {
+    run_id: i64,
+    opts: &'a RunOptions,
+    progress: &'a Progress,
+    started: Instant,
+}
+
+/// Why a direct load did not settle its file.
+enum DirectAbort {
+    /// A key already exists (stored, or earlier in the file): stage and merge instead.
+    Conflict,
+    /// Too many rejects: the file is set aside.
+    OverBudget(Scanned, String),
+    Failed(EtlError),
+}
+
+impl From<diesel::result::Error> for DirectAbort {
+    fn from(e: diesel::result::Error) -> Self {
+        DirectAbort::Failed(e.into())
+    }
+}
+
+/// Loads a markets file by copying its rows straight into `market` under a savepoint:
+/// most files bring only new keys, and for them staging and merging would write every
+/// row twice. Returns `None`, with nothing of the file kept, when some key already
+/// exists: the caller then stages and classifies the file ([`load_staged`]).
+fn load_direct(
+    conn: &mut PgConnection,
+    ctx: &FileContext<'_>,
+    file: &InputFile,
+    detected: &Detected,
+    header: &[String],
+    known: &mut Known,
+    changes: &mut Changes,
+) -> Result<Option<FileReport>, EtlError> {
+    let mut coins: BTreeSet<String> = BTreeSet::new();
+    let outcome = conn.transaction(|conn| {
+        let mut copy_error = None;
+        let scanned = scan_file(
+            file,
+            detected.clone(),
+            header.to_vec(),
+            known,
+            ctx.opts,
+            ctx.progress,
+            ctx.started,
+            |batch| {
+                // Files are usually sorted by coin: look a coin up once per run of rows.
+                let mut last: Option<&str> = None;
+                for row in &batch.market {
+                    if last != Some(row.coin_id.as_str()) && !coins.contains(&row.coin_id) {
+                        coins.insert(row.coin_id.clone());
+                    }
+                    last = Some(row.coin_id.as_str());
+                }
+                match load::copy_market(conn, &batch.market) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        copy_error = Some(e);
+                        false
+                    }
+                }
+            },
+        )
+        .map_err(|e| DirectAbort::Failed(e.into()))?;
+        match copy_error {
+            Some(e) if load::is_unique_violation(&e) => return Err(DirectAbort::Conflict),
+            Some(e) => return Err(e.into()),
+            None => {}
+        }
+        match over_budget(&scanned.report, ctx.opts.max_reject_ratio) {
+            Some(reason) => Err(DirectAbort::OverBudget(scanned, reason)),
+            None => Ok(scanned),
+        }
+    });
+    let mut file_report = match outcome {
+        Ok(scanned) => {
+            store_rejects(conn, ctx.run_id, file, &scanned.rejects, changes)?;
+            let mut r = scanned.report;
+            r.loaded = r.read - r.rejected;
+            r.status = "loaded".into();
+            changes.market_coins.extend(coins);
+            r
+        }
+        Err(DirectAbort::OverBudget(scanned, reason)) => {
+            store_rejects(conn, ctx.run_id, file, &scanned.rejects, changes)?;
+            set_aside(file, scanned.report, reason)
+        }
+        Err(DirectAbort::Conflict) => {
+            log::info!(
+                "{}: some keys are already stored or repeated; classifying every row",
+                file.name
+            );
+            ctx.progress.rewind(file.size);
+            return Ok(None);
+        }
+        Err(DirectAbort::Failed(e)) => return Err(e),
+    };
+    file_report.path = file.name.clone();
+    Ok(Some(file_report))
+}
+
+/// Loads a file through its staging table: binary COPY, then one merge statement that
+/// classifies every row as loaded, duplicate or updated.
+fn load_staged(
+    conn: &mut PgConnection,
+    ctx: &FileContext<'_>,
+    file: &InputFile,
+    detected: Detected,
+    header: Vec<String>,
+    known: &mut Known,
+    changes: &mut Changes,
+) -> Result<FileReport, EtlError> {
+    let dataset = detected.dataset;
+    let snapshot = matches!(
+        dataset,
+        Dataset::Coins | Dataset::Listings | Dataset::People
+    )
+    .then(|| known.clone());
+    let mut stage_error = None;
+    let scanned = scan_file(
+        file,
+        detected,
+        header,
+        known,
+        ctx.opts,
+        ctx.progress,
+        ctx.started,
+        |batch| match load::stage(conn, batch) {
+            Ok(()) => true,
+            Err(e) => {
+                stage_error = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = stage_error {
+        return Err(e.into());
+    }
+    store_rejects(conn, ctx.run_id, file, &scanned.rejects, changes)?;
+    if let Some(reason) = over_budget(&scanned.report, ctx.opts.max_reject_ratio) {
+        load::truncate_staging(conn, dataset)?;
+        if let Some(snapshot) = snapshot {
+            *known = snapshot;
+        }
+        return Ok(set_aside(file, scanned.report, reason));
+    }
+    let mut file_report = scanned.report;
+    let (new_coins, aliases) = known.coins.take_pending();
+    let merged = load::merge_file(
+        conn,
+        dataset,
+        file_report.read - file_report.rejected,
+        &new_coins,
+        &aliases,
+    )?;
+    load::truncate_staging(conn, dataset)?;
+    changes.absorb(&merged);
+    file_report.loaded = merged.counts.loaded;
+    file_report.duplicate = merged.counts.duplicate;
+    file_report.updated = merged.counts.updated;
+    file_report.status = "loaded".into();
+    Ok(file_report)
+}
+
+fn store_rejects(
+    conn: &mut PgConnection,
+    run_id: i64,
+    file: &InputFile,
+    rejects: &[Rejection],
+    changes: &mut Changes,
+) -> QueryResult<()> {
+    if !rejects.is_empty() {
+        load::store_rejects(conn, run_id, &file.name, rejects)?;
+        changes.rejects_stored = true;
+    }
+    Ok(())
+}
+
+fn set_aside(file: &InputFile, mut report: FileReport, reason: String) -> FileReport {
+    log::error!("{}: set aside, nothing loaded: {reason}", file.name);
+    report.status = "set_aside".into();
+    report.reason = Some(reason);
+    report
 }
 
 fn rate(rows: u64, seconds: f64) -> f64 {
@@ -450,7 +656,9 @@ struct Scanned {
     rejects: Vec<Rejection>,
 }
 
-/// Validates every record of a file, handing full batches to `flush`.
+/// Validates every record of a file, handing full batches to `flush`. When `flush`
+/// returns false (it could not keep the rows), reading stops there and the result
+/// describes only the part read: the caller discards it.
 #[allow(clippy::too_many_arguments)]
 fn scan_file(
     file: &InputFile,
@@ -460,7 +668,7 @@ fn scan_file(
     opts: &RunOptions,
     progress: &Progress,
     run_started: Instant,
-    mut flush: impl FnMut(&Batch),
+    mut flush: impl FnMut(&Batch) -> bool,
 ) -> Result<Scanned, ExtractError> {
     let extra = detected.extra.clone();
     let dataset = detected.dataset;
@@ -475,6 +683,7 @@ fn scan_file(
     let mut rejects = Vec::new();
     let mut read = 0u64;
     let mut reported_bytes = 0u64;
+    let mut stopped = false;
     loop {
         let next = records.next_record();
         let (line, record) = match next {
@@ -502,7 +711,10 @@ fn scan_file(
             rejects.push(rejection);
         }
         if batch.len() >= FLUSH_ROWS {
-            flush(&batch);
+            if !flush(&batch) {
+                stopped = true;
+                break;
+            }
             batch.clear();
             let bytes = records.bytes_read();
             progress.advance(
@@ -513,7 +725,7 @@ fn scan_file(
             reported_bytes = bytes;
         }
     }
-    if !batch.is_empty() {
+    if !stopped && !batch.is_empty() {
         flush(&batch);
     }
     progress.advance(
@@ -568,7 +780,7 @@ pub fn check(dir: &Path, opts: &RunOptions) -> Result<RunReport, EtlError> {
                     opts,
                     &progress,
                     started,
-                    |_| {},
+                    |_| true,
                 )?;
                 let mut r = scanned.report;
                 for reject in scanned.rejects.iter().take(20) {

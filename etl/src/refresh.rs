@@ -261,7 +261,9 @@ pub fn refresh(
         .union(&changes.ranking_coins)
         .cloned()
         .collect();
-    let ranks_changed = refresh_ranks(conn, &rank_coins, tolerance_us)?;
+    let ranks_changed = timed("market ranks", || {
+        refresh_ranks(conn, &rank_coins, tolerance_us)
+    })?;
     if ranks_changed > 0 || !changes.market_coins.is_empty() {
         changed.push("market");
     }
@@ -270,23 +272,43 @@ pub fn refresh(
         .union(&changes.candle_coins)
         .cloned()
         .collect();
-    if refresh_daily(conn, &daily_coins)? > 0 {
+    if timed("daily", || refresh_daily(conn, &daily_coins))? > 0 {
         changed.push("daily");
     }
     let ticker_coins: Vec<String> = changes.ticker_coins.iter().cloned().collect();
-    if refresh_coin_exchanges(conn, &ticker_coins)? > 0 {
+    if timed("coin_exchanges", || {
+        refresh_coin_exchanges(conn, &ticker_coins)
+    })? > 0
+    {
         changed.push("coin_exchanges");
     }
-    if (changes.people_changed || changes.trades_changed) && refresh_traders(conn)? > 0 {
+    if (changes.people_changed || changes.trades_changed)
+        && timed("traders", || refresh_traders(conn))? > 0
+    {
         changed.push("traders");
     }
-    if (changes.trades_changed || !changes.market_coins.is_empty()) && refresh_positions(conn)? > 0
+    if (changes.trades_changed || !changes.market_coins.is_empty())
+        && timed("positions", || refresh_positions(conn))? > 0
     {
         changed.push("positions");
     }
     if changes.rejects_stored {
         changed.push("rejects");
     }
+    Ok(changed)
+}
+
+/// Runs one table's refresh and logs how many rows it changed and how long it took.
+fn timed(
+    table: &str,
+    refresh: impl FnOnce() -> Result<i64, RefreshError>,
+) -> Result<i64, RefreshError> {
+    let started = std::time::Instant::now();
+    let changed = refresh()?;
+    log::info!(
+        "{table}: {changed} row(s) changed in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(changed)
 }
 

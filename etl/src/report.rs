@@ -193,6 +193,13 @@ impl Progress {
         }
     }
 
+    /// Takes back bytes counted for a file that is read again.
+    pub fn rewind(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.dec(bytes);
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

@@ -13,6 +13,12 @@ const SNAPSHOT: &str = "SELECT md5(coalesce(string_agg(t, '|' ORDER BY t), '')) 
     UNION ALL SELECT f.path || f.sha256 || f.status FROM etl_files f
     UNION ALL SELECT v.dataset || v.version FROM data_versions v) x";
 
+/// market's indexes and constraints (a bulk load drops and rebuilds some of them).
+const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
+    SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'market'
+    UNION ALL SELECT conname || pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE conrelid = 'market'::regclass) x";
+
 #[test]
 fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     let fx = Fixture::new();
@@ -24,6 +30,7 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     );
     fx.run();
     let before = fx.text(SNAPSHOT);
+    let schema_before = fx.text(MARKET_SCHEMA);
     let runs_before = fx.count("SELECT count(*) FROM etl_runs");
 
     coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
@@ -47,10 +54,11 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
         .spawn()
         .expect("start the ETL");
 
-    // Wait until the big markets file is being copied into staging, then kill -9.
+    // Wait until the big markets file is being copied (a bulk load: market's foreign key
+    // and secondary indexes are dropped at this point), then kill -9.
     let deadline = Instant::now() + Duration::from_secs(120);
     let copying = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query ILIKE 'COPY%stg_market%'",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query ILIKE 'COPY%market%'",
         fx.db.name()
     );
     loop {
@@ -87,6 +95,11 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
         fx.text(SNAPSHOT),
         before,
         "data and etl_files are exactly as before the run"
+    );
+    assert_eq!(
+        fx.text(MARKET_SCHEMA),
+        schema_before,
+        "market's indexes and constraints are back"
     );
     assert_eq!(
         fx.count("SELECT count(*) FROM etl_runs WHERE status = 'running'"),

@@ -87,6 +87,52 @@ fn duplicates_and_updates_within_a_file_and_across_runs() {
     assert_eq!(fx.count("SELECT count(*) FROM market"), 3);
 }
 
+/// market's indexes and constraints, as the catalog describes them.
+const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
+    SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'market'
+    UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE conrelid = 'market'::regclass) x";
+
+#[test]
+fn a_key_repeated_late_in_a_large_file_is_classified_without_doubling_rows() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    // More rows than one COPY batch: the first batches are copied straight into market
+    // before the repeated key fails the COPY, and must be rolled back.
+    let rows = 250_000;
+    let mut csv = String::from("coin_id,timestamp,price\n");
+    for hour in 0..rows {
+        csv.push_str(&format!(
+            "bitcoin,{},{}\n",
+            946_684_800 + hour * 3600,
+            1 + hour
+        ));
+    }
+    csv.push_str("bitcoin,946684800,99\n");
+    fx.write("big.csv", csv);
+    let schema = fx.text(MARKET_SCHEMA);
+    let report = fx.run();
+    let big = file(&report, "big.csv");
+    assert_eq!(
+        (big.read, big.loaded, big.duplicate, big.updated),
+        (rows as u64 + 1, rows as u64, 0, 1)
+    );
+    assert_eq!(fx.count("SELECT count(*) FROM market"), rows);
+    assert_eq!(
+        fx.text("SELECT price_usd FROM market WHERE ts = to_timestamp(946684800)")
+            .as_deref(),
+        Some("99")
+    );
+    assert_eq!(
+        fx.text(MARKET_SCHEMA),
+        schema,
+        "the bulk load re-created market's foreign key and indexes as they were"
+    );
+    assert!(schema
+        .as_deref()
+        .is_some_and(|s| s.contains("market_ts_idx") && s.contains("FOREIGN KEY")));
+}
+
 #[test]
 fn second_run_on_same_files_changes_nothing_and_new_file_loads_alone() {
     let fx = Fixture::new();
