@@ -1,35 +1,38 @@
 //! Keyset-paginated chunked reads, for every served dataset and for task results.
 //!
-//! A chunk is read in one read-only REPEATABLE READ transaction on a blocking thread:
-//! 1. the dataset's data version (a cursor from an older version is refused with 409);
-//! 2. the key query: the sort keys of rows `size` and `size + 1` after the cursor, which
-//!    give the next cursor and `has_more` before any row is sent (so the `Link` header can
-//!    lead the body);
-//! 3. the row query, streamed row by row (libpq single-row mode) into the response
-//!    through a small channel, in JSON, CSV or NDJSON. The chunk is never held in memory.
+//! A chunk is one statement (plus, for `If-None-Match` requests, a version check before
+//! it): the rows after the cursor in key order, `LIMIT size + 1`, each carrying the
+//! dataset's data version (an uncorrelated subquery, evaluated once, so the version and
+//! the rows come from the same snapshot). Row `size` gives the next cursor and row
+//! `size + 1` says whether there is more, so the `Link` header is known before the body
+//! is written. A cursor from an older data version is refused with 409.
 //!
-//! Both queries are `WHERE <filters> AND (key) > (last key) ORDER BY key LIMIT n`: an index
-//! range scan on the primary key (or on a filter-led index), never OFFSET, so chunk
-//! 100 000 costs what chunk 1 costs.
+//! The result is read positionally from PostgreSQL's binary format and written straight
+//! into JSON, CSV or NDJSON ([`crate::raw`]); the body goes out whole when it is small
+//! and in pieces of [`PIECE_BYTES`] otherwise, so no more than the chunk's result (at
+//! most 10 001 rows) and one piece are held.
+//!
+//! The scan is `WHERE <filters> AND (key) > (last key) ORDER BY key LIMIT n`: an index
+//! range scan on the primary key (or on a filter-led index), never OFFSET. For market,
+//! the coin dimension is joined to the already-limited rows, with the coin side bounded
+//! the same way, so chunk 100 000 costs what chunk 1 costs.
 
 use crate::error::ApiError;
-use crate::format::{csv_header, write_row, Format, Record};
+use crate::format::{csv_header, Format};
 use crate::params::{parse_instant, DayEnd, ReqInfo};
+use crate::raw::{col, key_text, Bind, Col, Kind, RawQuery, RawRow, RecordWriter};
 use crate::reply::{etag, none_match, Reply};
-use crate::rows::*;
+use crate::state::{with_read_conn, AppState};
 use chrono::{DateTime, SecondsFormat, Utc};
 use coinflow_shared::cursor::{Cursor, CursorCodec};
 use coinflow_shared::dataset::Served;
-use coinflow_shared::db::PgPool;
-use diesel::pg::{Pg, PgConnection, PgRowByRowLoadingMode};
-use diesel::prelude::*;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::pg::PgConnection;
 use rocket::tokio::sync::{mpsc, oneshot};
 use std::collections::BTreeMap;
 
-/// Bytes gathered before a piece is handed to the response stream.
-const PIECE_BYTES: usize = 32 * 1024;
+/// The largest piece of body handed to the response stream at once; a body that fits in
+/// one piece goes out with a `Content-Length`.
+pub const PIECE_BYTES: usize = 256 * 1024;
 
 /// What a chunked read scans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,18 +42,124 @@ pub enum Source {
     TaskResults,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Text,
-    Int,
-    Ts,
-    Date,
-}
-
+/// A column of the sort key: its SQL name and its position in the served columns.
 struct KeyCol {
     column: &'static str,
     kind: Kind,
+    pos: usize,
 }
+
+const fn key(column: &'static str, kind: Kind, pos: usize) -> KeyCol {
+    KeyCol { column, kind, pos }
+}
+
+/// A served column: the SQL expression that yields it and its wire name and kind.
+struct Field {
+    sql: &'static str,
+    col: Col,
+}
+
+const fn field(sql: &'static str, name: &'static str, kind: Kind) -> Field {
+    Field {
+        sql,
+        col: col(name, kind),
+    }
+}
+
+const MARKET_FIELDS: &[Field] = &[
+    field("t.coin_id", "coin_id", Kind::Text),
+    field("c.symbol", "symbol", Kind::Text),
+    field("c.name", "name", Kind::Text),
+    field("t.ts", "ts", Kind::Timestamptz),
+    field("t.price_usd", "price_usd", Kind::Float8),
+    field("t.market_cap_usd", "market_cap_usd", Kind::Float8),
+    field("t.volume_24h_usd", "volume_24h_usd", Kind::Float8),
+    field("t.rank", "rank", Kind::Int4),
+    field("t.rank_source", "rank_source", Kind::Text),
+];
+const DAILY_FIELDS: &[Field] = &[
+    field("t.coin_id", "coin_id", Kind::Text),
+    field("t.day", "day", Kind::Date),
+    field("t.open", "open", Kind::Float8),
+    field("t.high", "high", Kind::Float8),
+    field("t.low", "low", Kind::Float8),
+    field("t.close", "close", Kind::Float8),
+    field("t.avg_price", "avg_price", Kind::Float8),
+    field("t.max_market_cap_usd", "max_market_cap_usd", Kind::Float8),
+    field("t.last_volume_usd", "last_volume_usd", Kind::Float8),
+    field("t.samples", "samples", Kind::Int4),
+    field("t.source", "source", Kind::Text),
+];
+const COIN_FIELDS: &[Field] = &[
+    field("t.id", "id", Kind::Text),
+    field("t.symbol", "symbol", Kind::Text),
+    field("t.name", "name", Kind::Text),
+    field("t.cmc_id", "cmc_id", Kind::Int8),
+];
+const COIN_EXCHANGE_FIELDS: &[Field] = &[
+    field("t.coin_id", "coin_id", Kind::Text),
+    field("t.exchanges", "exchanges", Kind::TextArray),
+    field("t.exchange_count", "exchange_count", Kind::Int4),
+];
+const TRADER_FIELDS: &[Field] = &[
+    field("t.person_id", "person_id", Kind::Int8),
+    field("t.first_name", "first_name", Kind::Text),
+    field("t.last_name", "last_name", Kind::Text),
+    field("t.email", "email", Kind::Text),
+    field("t.date_added", "date_added", Kind::Timestamptz),
+    field("t.last_trade_ts", "last_trade_ts", Kind::Timestamptz),
+    field("t.last_trade_coin_id", "last_trade_coin_id", Kind::Text),
+    field("t.last_trade_side", "last_trade_side", Kind::Text),
+    field("t.last_trade_quantity", "last_trade_quantity", Kind::Float8),
+    field("t.last_trade_price", "last_trade_price", Kind::Float8),
+    field("t.trade_count", "trade_count", Kind::Int8),
+];
+const POSITION_FIELDS: &[Field] = &[
+    field("t.person_id", "person_id", Kind::Int8),
+    field("t.coin_id", "coin_id", Kind::Text),
+    field("t.net_quantity", "net_quantity", Kind::Float8),
+    field("t.trade_count", "trade_count", Kind::Int8),
+    field("t.avg_buy_price", "avg_buy_price", Kind::Float8),
+    field("t.last_price_usd", "last_price_usd", Kind::Float8),
+    field("t.market_value_usd", "market_value_usd", Kind::Float8),
+];
+const REJECT_FIELDS: &[Field] = &[
+    field("t.run_id", "run_id", Kind::Int8),
+    field("t.file", "file", Kind::Text),
+    field("t.line", "line", Kind::Int8),
+    field("t.column_name", "column_name", Kind::Text),
+    field("t.raw_value", "raw_value", Kind::Text),
+    field("t.reason", "reason", Kind::Text),
+    field("t.raw_line", "raw_line", Kind::Text),
+];
+const TASK_FIELDS: &[Field] = &[
+    field("t.coin_id", "id", Kind::Text),
+    field("t.exchanges", "exchanges", Kind::TextArray),
+    field("t.task_run", "taskRun", Kind::Int8),
+];
+
+const MARKET_KEY: &[KeyCol] = &[
+    key("coin_id", Kind::Text, 0),
+    key("ts", Kind::Timestamptz, 3),
+];
+const DAILY_KEY: &[KeyCol] = &[key("coin_id", Kind::Text, 0), key("day", Kind::Date, 1)];
+const COIN_KEY: &[KeyCol] = &[key("id", Kind::Text, 0)];
+const COIN_EXCHANGE_KEY: &[KeyCol] = &[key("coin_id", Kind::Text, 0)];
+const TRADER_KEY: &[KeyCol] = &[key("person_id", Kind::Int8, 0)];
+const POSITION_KEY: &[KeyCol] = &[
+    key("person_id", Kind::Int8, 0),
+    key("coin_id", Kind::Text, 1),
+];
+const REJECT_KEY: &[KeyCol] = &[
+    key("run_id", Kind::Int8, 0),
+    key("file", Kind::Text, 1),
+    key("line", Kind::Int8, 2),
+];
+/// Task order; the served columns name them `taskRun` and `id`.
+const TASK_KEY: &[KeyCol] = &[
+    key("task_run", Kind::Int8, 2),
+    key("coin_id", Kind::Text, 0),
+];
 
 impl Source {
     pub const TASK_RESULTS: &'static str = "task_results";
@@ -82,88 +191,50 @@ impl Source {
         }
     }
 
-    /// The row query's select list and FROM clause; the scanned table is `t`.
-    fn select_from(self) -> (&'static str, String) {
+    fn fields(self) -> &'static [Field] {
         match self {
-            Source::Served(Served::Market) => (
-                "t.coin_id, c.symbol, c.name, t.ts, t.price_usd, t.market_cap_usd, t.volume_24h_usd, t.rank, t.rank_source",
-                "market t JOIN coins c ON c.id = t.coin_id".to_string(),
-            ),
-            Source::TaskResults => ("t.coin_id AS id, t.exchanges, t.task_run", "task_results t".to_string()),
-            other => ("t.*", format!("{} t", other.table())),
+            Source::Served(Served::Market) => MARKET_FIELDS,
+            Source::Served(Served::Daily) => DAILY_FIELDS,
+            Source::Served(Served::Coins) => COIN_FIELDS,
+            Source::Served(Served::CoinExchanges) => COIN_EXCHANGE_FIELDS,
+            Source::Served(Served::Traders) => TRADER_FIELDS,
+            Source::Served(Served::Positions) => POSITION_FIELDS,
+            Source::Served(Served::Rejects) => REJECT_FIELDS,
+            Source::TaskResults => TASK_FIELDS,
+        }
+    }
+
+    /// The served columns, in order (JSON keys, CSV header).
+    pub fn columns(self) -> Vec<Col> {
+        self.fields().iter().map(|f| f.col).collect()
+    }
+
+    /// The datasets whose data versions decide this source's bytes: its own first (the
+    /// one cursors carry), then any it joins (market rows carry coin names).
+    fn versioned_by(self) -> &'static [&'static str] {
+        match self {
+            Source::Served(Served::Market) => &["market", "coins"],
+            Source::Served(Served::Daily) => &["daily"],
+            Source::Served(Served::Coins) => &["coins"],
+            Source::Served(Served::CoinExchanges) => &["coin_exchanges"],
+            Source::Served(Served::Traders) => &["traders"],
+            Source::Served(Served::Positions) => &["positions"],
+            Source::Served(Served::Rejects) => &["rejects"],
+            Source::TaskResults => &[],
         }
     }
 
     /// The sort key, which is also the primary key (task results: `(task_run, coin_id)`).
     fn key(self) -> &'static [KeyCol] {
-        use Kind::*;
         match self {
-            Source::Served(Served::Market) => &[
-                KeyCol {
-                    column: "coin_id",
-                    kind: Text,
-                },
-                KeyCol {
-                    column: "ts",
-                    kind: Ts,
-                },
-            ],
-            Source::Served(Served::Daily) => &[
-                KeyCol {
-                    column: "coin_id",
-                    kind: Text,
-                },
-                KeyCol {
-                    column: "day",
-                    kind: Date,
-                },
-            ],
-            Source::Served(Served::Coins) => &[KeyCol {
-                column: "id",
-                kind: Text,
-            }],
-            Source::Served(Served::CoinExchanges) => &[KeyCol {
-                column: "coin_id",
-                kind: Text,
-            }],
-            Source::Served(Served::Traders) => &[KeyCol {
-                column: "person_id",
-                kind: Int,
-            }],
-            Source::Served(Served::Positions) => &[
-                KeyCol {
-                    column: "person_id",
-                    kind: Int,
-                },
-                KeyCol {
-                    column: "coin_id",
-                    kind: Text,
-                },
-            ],
-            Source::Served(Served::Rejects) => &[
-                KeyCol {
-                    column: "run_id",
-                    kind: Int,
-                },
-                KeyCol {
-                    column: "file",
-                    kind: Text,
-                },
-                KeyCol {
-                    column: "line",
-                    kind: Int,
-                },
-            ],
-            Source::TaskResults => &[
-                KeyCol {
-                    column: "task_run",
-                    kind: Int,
-                },
-                KeyCol {
-                    column: "coin_id",
-                    kind: Text,
-                },
-            ],
+            Source::Served(Served::Market) => MARKET_KEY,
+            Source::Served(Served::Daily) => DAILY_KEY,
+            Source::Served(Served::Coins) => COIN_KEY,
+            Source::Served(Served::CoinExchanges) => COIN_EXCHANGE_KEY,
+            Source::Served(Served::Traders) => TRADER_KEY,
+            Source::Served(Served::Positions) => POSITION_KEY,
+            Source::Served(Served::Rejects) => REJECT_KEY,
+            Source::TaskResults => TASK_KEY,
         }
     }
 
@@ -297,61 +368,55 @@ impl Filters {
     }
 }
 
-/// A SQL statement with its parameters, all bound as text and cast in the SQL.
-#[derive(Debug, Clone)]
-pub struct Statement {
-    pub sql: String,
-    pub binds: Vec<String>,
+/// Numbers a statement's parameters; every value is bound as text and cast in the SQL.
+#[derive(Default)]
+struct Params {
+    binds: Vec<Bind>,
 }
 
-impl Statement {
+impl Params {
     fn param(&mut self, value: String, kind: Kind) -> String {
-        self.binds.push(value);
+        self.binds.push(Bind::Text(value));
         let n = self.binds.len();
         match kind {
             Kind::Text => format!("${n}"),
-            Kind::Int => format!("${n}::int8"),
-            Kind::Ts => format!("${n}::timestamptz"),
+            Kind::Int4 | Kind::Int8 => format!("${n}::int8"),
+            Kind::Float8 => format!("${n}::float8"),
+            Kind::Timestamptz => format!("${n}::timestamptz"),
             Kind::Date => format!("${n}::date"),
+            Kind::TextArray => format!("${n}::text[]"),
         }
-    }
-
-    fn query(&self) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
-        let mut query = diesel::sql_query(self.sql.clone()).into_boxed::<Pg>();
-        for value in &self.binds {
-            query = query.bind::<Text, _>(value.clone());
-        }
-        query
     }
 }
 
-/// The WHERE clause (with its parameters pushed on `st`) and the ORDER BY list.
+/// The WHERE clause (its parameters pushed on `params`), the ORDER BY list and, for a
+/// scan led by `coin_id`, the condition that bounds the coin dimension the same way.
 fn where_and_order(
     source: Source,
     filters: &Filters,
     after: Option<&[String]>,
-    st: &mut Statement,
-) -> Result<(String, String, String), ApiError> {
+    params: &mut Params,
+) -> Result<(String, String, Option<String>), ApiError> {
     let keys = source.key();
     let mut conds = Vec::new();
     let mut fixed: Vec<&str> = Vec::new();
+    let mut coin_bound = None;
     if let Some(coin) = &filters.coin {
-        conds.push(format!(
-            "t.coin_id = {}",
-            st.param(coin.clone(), Kind::Text)
-        ));
+        let p = params.param(coin.clone(), Kind::Text);
+        conds.push(format!("t.coin_id = {p}"));
+        coin_bound = Some(format!("= {p}"));
         fixed.push("coin_id");
     }
     if let Some(run) = filters.run {
         conds.push(format!(
             "t.run_id = {}",
-            st.param(run.to_string(), Kind::Int)
+            params.param(run.to_string(), Kind::Int8)
         ));
         fixed.push("run_id");
     }
     let time_column = match source {
         Source::Served(Served::Daily) => Some(("day", Kind::Date)),
-        Source::Served(Served::Market) => Some(("ts", Kind::Ts)),
+        Source::Served(Served::Market) => Some(("ts", Kind::Timestamptz)),
         _ => None,
     };
     if let Some((column, kind)) = time_column {
@@ -361,10 +426,10 @@ fn where_and_order(
             _ => at.to_rfc3339_opts(SecondsFormat::Micros, true),
         };
         if let Some(from) = filters.from {
-            conds.push(format!("t.{column} >= {}", st.param(text(from), kind)));
+            conds.push(format!("t.{column} >= {}", params.param(text(from), kind)));
         }
         if let Some(to) = filters.to {
-            conds.push(format!("t.{column} <= {}", st.param(text(to), kind)));
+            conds.push(format!("t.{column} <= {}", params.param(text(to), kind)));
         }
     }
     if let Some(after) = after {
@@ -375,156 +440,138 @@ fn where_and_order(
         }
         // Key columns pinned by an equality filter drop out of the comparison, which
         // leaves a plain range on the rest of the index.
-        let (cols, params): (Vec<String>, Vec<String>) = keys
+        let (cols, values): (Vec<String>, Vec<String>) = keys
             .iter()
             .zip(after)
             .filter(|(k, _)| !fixed.contains(&k.column))
-            .map(|(k, v)| (format!("t.{}", k.column), st.param(v.clone(), k.kind)))
+            .map(|(k, v)| (format!("t.{}", k.column), params.param(v.clone(), k.kind)))
             .unzip();
+        if coin_bound.is_none() && cols.first().map(String::as_str) == Some("t.coin_id") {
+            coin_bound = values.first().map(|p| format!(">= {p}"));
+        }
         match cols.len() {
             0 => conds.push("FALSE".to_string()),
-            1 => conds.push(format!("{} > {}", cols[0], params[0])),
-            _ => conds.push(format!("({}) > ({})", cols.join(", "), params.join(", "))),
+            1 => conds.push(format!("{} > {}", cols[0], values[0])),
+            _ => conds.push(format!("({}) > ({})", cols.join(", "), values.join(", "))),
         }
     }
     let where_clause = if conds.is_empty() {
         String::new()
     } else {
-        format!("WHERE {}", conds.join(" AND "))
+        format!(" WHERE {}", conds.join(" AND "))
     };
     let order = keys
         .iter()
         .map(|k| format!("t.{}", k.column))
         .collect::<Vec<_>>()
         .join(", ");
-    // The same order without the pinned columns: what a consumer of the scan's output
-    // can rely on without knowing the filters (else it would sort again).
-    let free_order = keys
-        .iter()
-        .filter(|k| !fixed.contains(&k.column))
-        .map(|k| format!("t.{}", k.column))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok((where_clause, order, free_order))
+    Ok((where_clause, order, coin_bound))
 }
 
-/// The key query and the row query of one chunk (exposed for EXPLAIN checks and benches).
+/// The statements of one chunk (exposed for EXPLAIN checks and the benchmark scripts).
+#[derive(Debug, Clone)]
+pub struct ChunkStatements {
+    /// One row: the data versions the source depends on (`None` for task results, whose
+    /// state comes from [`task_state`]).
+    pub versions: Option<RawQuery>,
+    /// The rows after the cursor, `size + 1` at most: the versions first, then the
+    /// served columns.
+    pub rows: RawQuery,
+}
+
+fn version_columns(source: Source) -> Vec<String> {
+    source
+        .versioned_by()
+        .iter()
+        .map(|d| format!("(SELECT version FROM data_versions WHERE dataset = '{d}') AS v_{d}"))
+        .collect()
+}
+
+/// The statements that read one chunk of `size` rows after `after`.
 pub fn statements(
     source: Source,
     filters: &Filters,
     after: Option<&[String]>,
     size: u32,
-) -> Result<(Statement, Statement), ApiError> {
-    let mut keys_st = Statement {
-        sql: String::new(),
-        binds: Vec::new(),
-    };
-    let (where_clause, order, free_order) = where_and_order(source, filters, after, &mut keys_st)?;
-    let window_order = if free_order.is_empty() {
-        String::new()
-    } else {
-        format!("ORDER BY {free_order}")
-    };
-    let mut rows_st = keys_st.clone();
-
-    let key_cols = source.key();
-    let as_text = |k: &KeyCol| match k.kind {
-        Kind::Text => format!("t.{}", k.column),
-        Kind::Int => format!("t.{}::text", k.column),
-        Kind::Ts => format!(
-            "to_char(t.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            k.column
+) -> Result<ChunkStatements, ApiError> {
+    let mut params = Params::default();
+    let (where_clause, order, coin_bound) = where_and_order(source, filters, after, &mut params)?;
+    let limit = params.param((u64::from(size) + 1).to_string(), Kind::Int8);
+    let mut select = version_columns(source);
+    select.extend(source.fields().iter().map(|f| f.sql.to_string()));
+    let select = select.join(", ");
+    let sql = match source {
+        // The coin dimension joins the rows already cut to the chunk; its side is bounded
+        // by the cursor's coin too, so no plan walks the coins from the first one.
+        Source::Served(Served::Market) => format!(
+            "SELECT {select} FROM (SELECT t.coin_id, t.ts, t.price_usd, t.market_cap_usd, \
+             t.volume_24h_usd, t.rank, t.rank_source FROM market t{where_clause} \
+             ORDER BY {order} LIMIT {limit}) t JOIN coins c ON c.id = t.coin_id{} ORDER BY {order}",
+            coin_bound
+                .map(|b| format!(" AND c.id {b}"))
+                .unwrap_or_default()
         ),
-        Kind::Date => format!("to_char(t.{}, 'YYYY-MM-DD')", k.column),
+        _ => format!(
+            "SELECT {select} FROM {} t{where_clause} ORDER BY {order} LIMIT {limit}",
+            source.table()
+        ),
     };
-    let mut texts: Vec<String> = key_cols.iter().map(as_text).collect();
-    texts.resize(3, "NULL::text".to_string());
-    let plain = key_cols
-        .iter()
-        .map(|k| format!("t.{}", k.column))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let limit = keys_st.param((u64::from(size) + 1).to_string(), Kind::Int);
-    let from_row = keys_st.param(size.to_string(), Kind::Int);
-    keys_st.sql = format!(
-        "SELECT w.k1, w.k2, w.k3, w.i FROM (\
-         SELECT {} AS k1, {} AS k2, {} AS k3, row_number() OVER ({window_order}) AS i \
-         FROM (SELECT {plain} FROM {} t {where_clause} ORDER BY {order} LIMIT {limit}) t\
-         ) w WHERE w.i >= {from_row}",
-        texts[0],
-        texts[1],
-        texts[2],
-        source.table(),
-    );
-
-    let (select, from) = source.select_from();
-    let limit = rows_st.param(size.to_string(), Kind::Int);
-    rows_st.sql =
-        format!("SELECT {select} FROM {from} {where_clause} ORDER BY {order} LIMIT {limit}");
-    Ok((keys_st, rows_st))
-}
-
-#[derive(QueryableByName)]
-struct KeyRow {
-    #[diesel(sql_type = Text)]
-    k1: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    k2: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    k3: Option<String>,
-    /// The row's position after the cursor.
-    #[diesel(sql_type = BigInt)]
-    i: i64,
-}
-
-#[derive(QueryableByName)]
-struct VersionRow {
-    #[diesel(sql_type = BigInt)]
-    version: i64,
-}
-
-#[derive(QueryableByName)]
-struct TaskStateRow {
-    #[diesel(sql_type = BigInt)]
-    last_run: i64,
-    #[diesel(sql_type = BigInt)]
-    results: i64,
-}
-
-#[derive(QueryableByName)]
-struct PlanLine {
-    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
-    line: String,
+    let versions = match source {
+        Source::TaskResults => None,
+        _ => Some(RawQuery::new(format!(
+            "SELECT {}",
+            version_columns(source).join(", ")
+        ))),
+    };
+    Ok(ChunkStatements {
+        versions,
+        rows: RawQuery {
+            sql,
+            binds: params.binds,
+        },
+    })
 }
 
 /// `EXPLAIN` of a statement, one plan line per element.
-pub fn explain(conn: &mut PgConnection, st: &Statement) -> Result<Vec<String>, ApiError> {
-    let explained = Statement {
-        sql: format!("EXPLAIN {}", st.sql),
+pub fn explain(conn: &mut PgConnection, st: &RawQuery) -> Result<Vec<String>, ApiError> {
+    explain_with(conn, st, "")
+}
+
+/// `EXPLAIN (<options>)` of a statement (e.g. `ANALYZE, TIMING OFF`), one line each.
+pub fn explain_with(
+    conn: &mut PgConnection,
+    st: &RawQuery,
+    options: &str,
+) -> Result<Vec<String>, ApiError> {
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!("({options}) ")
+    };
+    let explained = RawQuery {
+        sql: format!("EXPLAIN {options}{}", st.sql),
         binds: st.binds.clone(),
     };
-    let lines: Vec<PlanLine> = explained.query().load(conn)?;
-    Ok(lines.into_iter().map(|l| l.line).collect())
+    explained.map_rows(conn, |row| Ok(row.text(0)?.unwrap_or_default()))
 }
 
 /// The data version of a served dataset (0 before any ETL run).
 pub fn data_version(conn: &mut PgConnection, dataset: &str) -> Result<i64, ApiError> {
-    let row: Option<VersionRow> =
-        diesel::sql_query("SELECT version FROM data_versions WHERE dataset = $1")
-            .bind::<Text, _>(dataset)
-            .get_result(conn)
-            .optional()?;
-    Ok(row.map_or(0, |r| r.version))
+    let versions = RawQuery::new("SELECT version FROM data_versions WHERE dataset = $1")
+        .bind(Bind::Text(dataset.to_string()))
+        .map_rows(conn, |row| row.int8(0))?;
+    Ok(versions.into_iter().flatten().next().unwrap_or(0))
 }
 
 /// A fingerprint of the task results: the latest task run that stored a result and the
 /// number of results. Task-result ETags come from it.
 pub fn task_state(conn: &mut PgConnection) -> Result<String, ApiError> {
-    let row: TaskStateRow = diesel::sql_query(
-        "SELECT COALESCE(max(task_run), 0) AS last_run, count(*) AS results FROM task_results",
-    )
-    .get_result(conn)?;
-    Ok(format!("tasks:{}:{}", row.last_run, row.results))
+    let state = RawQuery::new("SELECT COALESCE(max(task_run), 0), count(*) FROM task_results")
+        .map_rows(conn, |row| {
+            Ok((row.int8(0)?.unwrap_or(0), row.int8(1)?.unwrap_or(0)))
+        })?;
+    let (last_run, results) = state.first().copied().unwrap_or((0, 0));
+    Ok(format!("tasks:{last_run}:{results}"))
 }
 
 /// One chunk to serve.
@@ -577,30 +624,103 @@ impl ChunkPlan {
     }
 }
 
+/// What decides a chunk's bytes besides the request: the source's data versions.
+struct Versions {
+    /// The source's own data version (what cursors carry; 0 for task results).
+    own: i64,
+    /// Every version the bytes depend on, for the ETag.
+    state: String,
+}
+
+impl Versions {
+    fn of(versions: &[i64]) -> Versions {
+        Versions {
+            own: versions.first().copied().unwrap_or(0),
+            state: versions
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(":"),
+        }
+    }
+
+    /// The versions riding on the first `n` columns of a row.
+    fn from_row(row: &RawRow<'_>, n: usize) -> Result<Versions, ApiError> {
+        let v = (0..n)
+            .map(|i| row.int8(i).map(|v| v.unwrap_or(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Versions::of(&v))
+    }
+}
+
+/// The current versions of a source, read on their own.
+fn read_versions(
+    conn: &mut PgConnection,
+    st: &ChunkStatements,
+    width: usize,
+) -> Result<Versions, ApiError> {
+    match &st.versions {
+        None => Ok(Versions {
+            own: 0,
+            state: task_state(conn)?,
+        }),
+        Some(q) => {
+            let rows = q.map_rows(conn, |row| Versions::from_row(row, width))?;
+            rows.into_iter()
+                .next()
+                .ok_or_else(|| ApiError::Internal("the version query returned no row".into()))
+        }
+    }
+}
+
+/// A chunk's body, ready or coming.
+enum Body {
+    Whole(Vec<u8>),
+    Stream(mpsc::Receiver<Vec<u8>>),
+}
+
 struct Head {
     etag: String,
     version: i64,
     next_cursor: Option<String>,
-    not_modified: bool,
+    /// `None`: not modified.
+    body: Option<Body>,
 }
 
-/// Serves one chunk: headers as soon as the key query has run, rows streamed after.
-pub async fn serve(pool: &PgPool, codec: &CursorCodec, plan: ChunkPlan) -> Result<Reply, ApiError> {
+/// Serves one chunk: the head once the rows are read, the body whole or in pieces.
+pub async fn serve(state: &AppState, plan: ChunkPlan) -> Result<Reply, ApiError> {
     let (head_tx, head_rx) = oneshot::channel::<Result<Head, ApiError>>();
-    let (body_tx, body_rx) = mpsc::channel::<Vec<u8>>(4);
     let format = plan.format;
     let next_path = plan.next_path.clone();
     let format_param = plan.format_param.clone();
-    let pool = pool.clone();
-    let codec = codec.clone();
-    rocket::tokio::task::spawn_blocking(move || produce(&pool, &codec, plan, head_tx, body_tx));
+    let pool = state.pool.clone();
+    let reachability = state.reachability.clone();
+    let codec = state.codec.clone();
+    rocket::tokio::task::spawn_blocking(move || {
+        let mut head_tx = Some(head_tx);
+        let result = with_read_conn(&pool, &reachability, |conn| {
+            answer(conn, &codec, &plan, &mut head_tx)
+        });
+        if let Err(e) = result {
+            match head_tx.take() {
+                Some(tx) => {
+                    let _ = tx.send(Err(e));
+                }
+                // Headers are out: the body is cut short, which the client sees as a
+                // truncated response.
+                None => log::error!("chunk of {} ended early: {e}", plan.source.name()),
+            }
+        }
+    });
     let head = head_rx
         .await
         .map_err(|_| ApiError::Internal("the chunk task ended without an answer".into()))??;
-    if head.not_modified {
-        return Ok(Reply::not_modified(&head.etag));
-    }
-    let mut reply = Reply::stream(format.content_type(), body_rx)
+    let mut reply = match head.body {
+        None => return Ok(Reply::not_modified(&head.etag)),
+        Some(Body::Whole(bytes)) => Reply::formatted(format, bytes),
+        Some(Body::Stream(rx)) => Reply::stream(format.content_type(), rx),
+    };
+    reply = reply
         .etag(&head.etag)
         .header("X-Data-Version", head.version.to_string());
     if let Some(cursor) = head.next_cursor {
@@ -617,103 +737,182 @@ pub async fn serve(pool: &PgPool, codec: &CursorCodec, plan: ChunkPlan) -> Resul
     Ok(reply)
 }
 
-/// The blocking half of [`serve`]: answers `head_tx` once (head or error), then streams.
-fn produce(
-    pool: &PgPool,
+fn send_head(head_tx: &mut Option<oneshot::Sender<Result<Head, ApiError>>>, head: Head) {
+    if let Some(tx) = head_tx.take() {
+        let _ = tx.send(Ok(head));
+    }
+}
+
+/// The blocking half of [`serve`]: reads the chunk and answers `head_tx`. Safe to run
+/// again on another connection as long as it failed before the head went out.
+fn answer(
+    conn: &mut PgConnection,
     codec: &CursorCodec,
-    plan: ChunkPlan,
-    head_tx: oneshot::Sender<Result<Head, ApiError>>,
-    body_tx: mpsc::Sender<Vec<u8>>,
-) {
-    let mut head_tx = Some(head_tx);
-    let result = (|| -> Result<(), ApiError> {
-        let mut conn = pool.get()?;
-        conn.build_transaction().read_only().repeatable_read().run(|conn| {
-            let (version, state) = match plan.source {
-                Source::TaskResults => (0, task_state(conn)?),
-                Source::Served(s) => {
-                    let v = data_version(conn, s.name())?;
-                    (v, v.to_string())
-                }
-            };
-            if let Some(seen) = plan.cursor_version {
-                if seen != version && plan.source != Source::TaskResults {
-                    return Err(ApiError::Conflict(format!(
-                        "dataset {} changed since this cursor was issued (data version {seen}, now {version}); \
-                         start again from the first chunk",
-                        plan.source.name()
-                    )));
-                }
-            }
-            let tag = etag(&[plan.source.name(), &state, plan.format.name(), &plan.etag_seed]);
-            if none_match(plan.if_none_match.as_deref(), &tag) {
-                if let Some(tx) = head_tx.take() {
-                    let _ = tx.send(Ok(Head {
-                        etag: tag,
-                        version,
-                        next_cursor: None,
-                        not_modified: true,
-                    }));
-                }
-                return Ok(());
-            }
-            let (keys_st, rows_st) = statements(plan.source, &plan.filters, plan.after.as_deref(), plan.size)?;
-            // Rows `size` and `size + 1`: the next chunk exists when the latter does, and
-            // continues after the former.
-            let keys: Vec<KeyRow> = keys_st.query().load(conn)?;
-            let size = i64::from(plan.size);
-            let last = keys.iter().find(|k| k.i == size);
-            let more = keys.iter().any(|k| k.i == size + 1);
-            let next_cursor = last.filter(|_| more).map(|k| {
-                let after = [Some(k.k1.clone()), k.k2.clone(), k.k3.clone()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                codec.encode(&Cursor {
-                    dataset: plan.source.name().to_string(),
-                    version,
-                    size: plan.size,
-                    filters: plan.filters.to_map(),
-                    after,
-                })
-            });
-            let (prefix, suffix) = envelope(&plan, version, next_cursor.as_deref())?;
-            if let Some(tx) = head_tx.take() {
-                let _ = tx.send(Ok(Head {
+    plan: &ChunkPlan,
+    head_tx: &mut Option<oneshot::Sender<Result<Head, ApiError>>>,
+) -> Result<(), ApiError> {
+    let st = statements(plan.source, &plan.filters, plan.after.as_deref(), plan.size)?;
+    let width = plan.source.versioned_by().len();
+    // Task results have no version column; a conditional request is answered from the
+    // versions alone, without reading rows.
+    let mut known = None;
+    if plan.source == Source::TaskResults || plan.if_none_match.is_some() {
+        let versions = read_versions(conn, &st, width)?;
+        let tag = chunk_etag(plan, &versions);
+        if none_match(plan.if_none_match.as_deref(), &tag) {
+            send_head(
+                head_tx,
+                Head {
                     etag: tag,
-                    version,
-                    next_cursor,
-                    not_modified: false,
-                }));
-            }
-            let out = Output {
-                format: plan.format,
-                tx: &body_tx,
-                prefix,
-                suffix,
-            };
-            match plan.source {
-                Source::Served(Served::Market) => stream_rows::<MarketRow>(conn, &rows_st, out),
-                Source::Served(Served::Daily) => stream_rows::<DailyRow>(conn, &rows_st, out),
-                Source::Served(Served::Coins) => stream_rows::<CoinRow>(conn, &rows_st, out),
-                Source::Served(Served::CoinExchanges) => stream_rows::<CoinExchangeRow>(conn, &rows_st, out),
-                Source::Served(Served::Traders) => stream_rows::<TraderRow>(conn, &rows_st, out),
-                Source::Served(Served::Positions) => stream_rows::<PositionRow>(conn, &rows_st, out),
-                Source::Served(Served::Rejects) => stream_rows::<RejectRow>(conn, &rows_st, out),
-                Source::TaskResults => stream_rows::<TaskRow>(conn, &rows_st, out),
-            }
-        })
-    })();
-    if let Err(e) = result {
-        match head_tx.take() {
-            Some(tx) => {
-                let _ = tx.send(Err(e));
-            }
-            // Headers are out: the body is cut short, which the client sees as a
-            // truncated response.
-            None => log::error!("chunk of {} ended early: {e}", plan.source.name()),
+                    version: versions.own,
+                    next_cursor: None,
+                    body: None,
+                },
+            );
+            return Ok(());
+        }
+        known = Some(versions);
+    }
+    let answered = st.rows.with_rows(conn, |rows| {
+        let Some(first) = rows.first() else {
+            return Ok(false);
+        };
+        // The versions of the rows' own snapshot.
+        let versions = match (width, known.take()) {
+            (0, Some(known)) => known,
+            _ => Versions::from_row(first, width)?,
+        };
+        write_chunk(codec, plan, &versions, rows, width, head_tx)?;
+        Ok(true)
+    })?;
+    if !answered {
+        let versions = match known {
+            Some(v) => v,
+            None => read_versions(conn, &st, width)?,
+        };
+        write_chunk(codec, plan, &versions, &[], width, head_tx)?;
+    }
+    Ok(())
+}
+
+fn chunk_etag(plan: &ChunkPlan, versions: &Versions) -> String {
+    etag(&[
+        plan.source.name(),
+        &versions.state,
+        plan.format.name(),
+        &plan.etag_seed,
+    ])
+}
+
+/// Checks the cursor's version, then sends the head and writes the rows (the first
+/// `size` of `rows`; one more only says that more follow).
+fn write_chunk(
+    codec: &CursorCodec,
+    plan: &ChunkPlan,
+    versions: &Versions,
+    rows: &[RawRow<'_>],
+    width: usize,
+    head_tx: &mut Option<oneshot::Sender<Result<Head, ApiError>>>,
+) -> Result<(), ApiError> {
+    if let Some(seen) = plan.cursor_version {
+        if seen != versions.own && plan.source != Source::TaskResults {
+            return Err(ApiError::Conflict(format!(
+                "dataset {} changed since this cursor was issued (data version {seen}, now {}); \
+                 start again from the first chunk",
+                plan.source.name(),
+                versions.own
+            )));
         }
     }
+    let tag = chunk_etag(plan, versions);
+    if none_match(plan.if_none_match.as_deref(), &tag) {
+        send_head(
+            head_tx,
+            Head {
+                etag: tag,
+                version: versions.own,
+                next_cursor: None,
+                body: None,
+            },
+        );
+        return Ok(());
+    }
+    let size = plan.size as usize;
+    let next_cursor = match rows.get(size.wrapping_sub(1)) {
+        Some(last) if rows.len() > size => {
+            let after = plan
+                .source
+                .key()
+                .iter()
+                .map(|k| last.bytes(width + k.pos, |b| key_text(k.kind, b)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(codec.encode(&Cursor {
+                dataset: plan.source.name().to_string(),
+                version: versions.own,
+                size: plan.size,
+                filters: plan.filters.to_map(),
+                after,
+            }))
+        }
+        _ => None,
+    };
+    let (prefix, suffix) = envelope(plan, versions.own, next_cursor.as_deref())?;
+    let columns = plan.source.columns();
+    let mut writer = RecordWriter::new(&columns, width);
+    let mut buf = prefix;
+    buf.reserve(PIECE_BYTES.min(256 * rows.len().max(1)));
+    let mut stream: Option<mpsc::Sender<Vec<u8>>> = None;
+    let mut head = Some(Head {
+        etag: tag,
+        version: versions.own,
+        next_cursor,
+        body: None,
+    });
+    for (i, row) in rows.iter().take(size).enumerate() {
+        match plan.format {
+            Format::Json => {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                writer.json(&mut buf, row)?;
+            }
+            Format::Ndjson => {
+                writer.json(&mut buf, row)?;
+                buf.push(b'\n');
+            }
+            Format::Csv => writer.csv(&mut buf, row)?,
+        }
+        if buf.len() >= PIECE_BYTES {
+            let piece = std::mem::replace(&mut buf, Vec::with_capacity(PIECE_BYTES + 4096));
+            let tx = match &stream {
+                Some(tx) => tx,
+                None => {
+                    let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+                    if let Some(mut h) = head.take() {
+                        h.body = Some(Body::Stream(rx));
+                        send_head(head_tx, h);
+                    }
+                    stream.insert(tx)
+                }
+            };
+            if tx.blocking_send(piece).is_err() {
+                // The client went away.
+                return Ok(());
+            }
+        }
+    }
+    buf.extend_from_slice(&suffix);
+    match (stream, head) {
+        (Some(tx), _) => {
+            let _ = tx.blocking_send(buf);
+        }
+        (None, Some(mut h)) => {
+            h.body = Some(Body::Whole(buf));
+            send_head(head_tx, h);
+        }
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 /// The bytes around the rows: the JSON envelope, or the CSV header.
@@ -741,17 +940,8 @@ fn envelope(
         }
         Format::Csv => {
             let mut header = Vec::new();
-            let columns = match plan.source {
-                Source::Served(Served::Market) => MarketRow::CSV_HEADER,
-                Source::Served(Served::Daily) => DailyRow::CSV_HEADER,
-                Source::Served(Served::Coins) => CoinRow::CSV_HEADER,
-                Source::Served(Served::CoinExchanges) => CoinExchangeRow::CSV_HEADER,
-                Source::Served(Served::Traders) => TraderRow::CSV_HEADER,
-                Source::Served(Served::Positions) => PositionRow::CSV_HEADER,
-                Source::Served(Served::Rejects) => RejectRow::CSV_HEADER,
-                Source::TaskResults => TaskRow::CSV_HEADER,
-            };
-            csv_header(&mut header, columns);
+            let names: Vec<&str> = plan.source.columns().iter().map(|c| c.name).collect();
+            csv_header(&mut header, &names);
             (header, Vec::new())
         }
         Format::Ndjson => (Vec::new(), Vec::new()),
@@ -761,45 +951,6 @@ fn envelope(
 /// Serialises a small value for the hand-written JSON envelope.
 fn json<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
     serde_json::to_string(value).map_err(|e| ApiError::internal("encode envelope", e))
-}
-
-struct Output<'a> {
-    format: Format,
-    tx: &'a mpsc::Sender<Vec<u8>>,
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
-}
-
-fn stream_rows<R>(conn: &mut PgConnection, st: &Statement, out: Output<'_>) -> Result<(), ApiError>
-where
-    R: Record + QueryableByName<Pg> + 'static,
-{
-    let mut buf = out.prefix;
-    buf.reserve(PIECE_BYTES + 4096);
-    let mut first = true;
-    // A client that goes away stops the encoding, but the rows are still drained so the
-    // connection goes back to the pool in a clean state.
-    let mut gone = false;
-    for row in st.query().load_iter::<R, PgRowByRowLoadingMode>(conn)? {
-        let row = row?;
-        if gone {
-            continue;
-        }
-        if out.format == Format::Json && !first {
-            buf.push(b',');
-        }
-        first = false;
-        write_row(&mut buf, out.format, &row)?;
-        if buf.len() >= PIECE_BYTES {
-            let piece = std::mem::replace(&mut buf, Vec::with_capacity(PIECE_BYTES + 4096));
-            gone = out.tx.blocking_send(piece).is_err();
-        }
-    }
-    if !gone {
-        buf.extend_from_slice(&out.suffix);
-        let _ = out.tx.blocking_send(buf);
-    }
-    Ok(())
 }
 
 /// Parses a chunk request that starts a scan (no cursor) or continues one.

@@ -75,6 +75,22 @@ impl Format {
     }
 }
 
+/// Appends one CSV field, quoted when it holds a comma, a quote, CR or LF (quotes doubled).
+pub fn push_csv_field(out: &mut Vec<u8>, value: &str) {
+    if value.contains([',', '"', '\r', '\n']) {
+        out.push(b'"');
+        for b in value.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
 /// One CSV record being written: fields are separated, quoted when they hold a comma, a
 /// quote, CR or LF (quotes doubled), and the record ends with CRLF.
 pub struct CsvLine<'a> {
@@ -92,18 +108,7 @@ impl<'a> CsvLine<'a> {
             self.out.push(b',');
         }
         self.first = false;
-        if value.contains([',', '"', '\r', '\n']) {
-            self.out.push(b'"');
-            for b in value.bytes() {
-                if b == b'"' {
-                    self.out.push(b'"');
-                }
-                self.out.push(b);
-            }
-            self.out.push(b'"');
-        } else {
-            self.out.extend_from_slice(value.as_bytes());
-        }
+        push_csv_field(self.out, value);
         self
     }
 

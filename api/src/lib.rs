@@ -3,7 +3,9 @@
 //! - [`rocket`] builds the application from an [`ApiConfig`]; `main.rs` only launches it,
 //!   and tests drive the same application through `rocket::local`.
 //! - [`routes`]: one module per resource; [`chunks`]: keyset-paginated, streamed reads;
-//!   [`format`]: JSON / CSV / NDJSON; [`reply`]: responses, ETags.
+//!   [`raw`]: positional reads of binary results and the row writers; [`format`]: JSON /
+//!   CSV / NDJSON; [`reply`]: responses, ETags; [`state`]: the pool and the one way
+//!   handlers reach the database.
 //! - [`error`]: the one problem+json error type; [`catchers`]: Rocket's own errors as
 //!   problems; [`fairings`]: the request log.
 //! - [`openapi`]: `/openapi.json` and the offline `/docs`.
@@ -16,6 +18,7 @@ pub mod fairings;
 pub mod format;
 pub mod openapi;
 pub mod params;
+pub mod raw;
 pub mod reply;
 pub mod routes;
 pub mod rows;
@@ -39,8 +42,11 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
         );
         random_key()
     });
+    let (pool, reachability) = state::pool(&config.database_url, config.pool_size);
     let state = AppState {
-        pool: coinflow_shared::db::pool(&config.database_url, config.pool_size),
+        pool,
+        reachability,
+        top_cache: routes::top::TopCache::default(),
         codec: CursorCodec::new(&secret),
         task_output_dir: config.task_output_dir.clone(),
         write_token: config.write_token.clone(),

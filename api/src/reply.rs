@@ -12,9 +12,11 @@ use rocket::tokio::sync::mpsc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Cursor;
+use std::sync::Arc;
 
 enum Body {
     Bytes(Vec<u8>),
+    Shared(Arc<[u8]>),
     Stream(mpsc::Receiver<Vec<u8>>),
     Empty,
 }
@@ -45,6 +47,16 @@ impl Reply {
 
     pub fn formatted(format: Format, bytes: Vec<u8>) -> Reply {
         Reply::bytes(format.content_type(), bytes)
+    }
+
+    /// A body shared with a cache.
+    pub fn shared(format: Format, bytes: Arc<[u8]>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            content_type: Some(format.content_type()),
+            body: Body::Shared(bytes),
+            headers: Vec::new(),
+        }
     }
 
     /// A body streamed from pieces sent on `rx`; the response ends when the sender drops.
@@ -88,6 +100,9 @@ impl<'r> Responder<'r, 'static> for Reply {
         }
         match self.body {
             Body::Bytes(bytes) => {
+                response.sized_body(bytes.len(), Cursor::new(bytes));
+            }
+            Body::Shared(bytes) => {
                 response.sized_body(bytes.len(), Cursor::new(bytes));
             }
             Body::Stream(rx) => {

@@ -1,6 +1,8 @@
 //! Response rows: what each served dataset looks like on the wire, separate from the
-//! table models in `coinflow-shared`. Each row is read by name from the SQL the chunk
-//! engine writes and knows its CSV form.
+//! table models in `coinflow-shared`. Chunked reads write their rows straight from the
+//! database result (`crate::raw`, column lists in `crate::chunks`); these types document
+//! those shapes in the OpenAPI description and carry the rows of `/top` and
+//! `/exchanges/stats`. Each knows its CSV form.
 
 use crate::format::{CsvLine, Record};
 use chrono::{DateTime, NaiveDate, Utc};

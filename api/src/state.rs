@@ -1,33 +1,234 @@
-//! Shared state of the running API: the connection pool, the cursor codec and the task
-//! settings, plus the one way handlers reach the database.
+//! Shared state of the running API: the connection pool, the cursor codec, the task
+//! settings and the `/top` cache, plus the one way handlers reach the database.
+//!
+//! The pool is the API's own r2d2 manager over `PgConnection`, for two reasons:
+//! - a connection is pinged (`SELECT 1`) on check-out only when it has sat idle for a
+//!   while or its last use failed; a connection in steady use is handed out as is, which
+//!   saves a round trip per request. A connection whose query failed for connection
+//!   reasons is dropped on return, and read-only work that failed that way on a
+//!   connection that skipped the ping runs once more on a fresh one.
+//! - it knows whether the database is reachable: the outcome of the latest connection
+//!   attempt. When every connection is busy but the database answers (pure overload), a
+//!   request waits for a connection (up to [`OVERLOAD_WAIT`]) instead of failing; when the
+//!   database cannot be reached, it gets 503 within [`CHECKOUT_SLICE`].
 
 use crate::error::ApiError;
+use crate::routes::top::TopCache;
 use coinflow_shared::cursor::CursorCodec;
-use coinflow_shared::db::PgPool;
+use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, PooledConnection, R2D2Connection};
+use diesel::Connection;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connection idle for longer than this is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// How long one wait for a pooled connection lasts before the pool's health is checked.
+pub const CHECKOUT_SLICE: Duration = Duration::from_millis(250);
+/// The longest a request waits for a connection while the database is reachable.
+pub const OVERLOAD_WAIT: Duration = Duration::from_secs(20);
+
+/// A pooled connection with what the pool needs to know about its last use.
+pub struct ApiConn {
+    pub pg: PgConnection,
+    /// Set when a query failed for connection reasons: the pool drops it on return.
+    broken: bool,
+    /// Set when the last use ended in any error: the next check-out pings first.
+    suspect: bool,
+    /// Whether the latest check-out pinged it.
+    pinged: bool,
+    returned: Instant,
+}
+
+/// Whether the database answered the latest connection attempt.
+#[derive(Default)]
+pub struct Reachability {
+    down: AtomicBool,
+}
+
+impl Reachability {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+}
+
+/// The r2d2 manager: connects, pings only stale connections, drops broken ones.
+pub struct Manager {
+    url: String,
+    reachability: Arc<Reachability>,
+}
+
+impl ManageConnection for Manager {
+    type Connection = ApiConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<ApiConn, r2d2::Error> {
+        match PgConnection::establish(&self.url) {
+            Ok(pg) => {
+                self.reachability.down.store(false, Ordering::Relaxed);
+                Ok(ApiConn {
+                    pg,
+                    broken: false,
+                    suspect: false,
+                    pinged: false,
+                    returned: Instant::now(),
+                })
+            }
+            Err(e) => {
+                self.reachability.down.store(true, Ordering::Relaxed);
+                Err(r2d2::Error::ConnectionError(e))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut ApiConn) -> Result<(), r2d2::Error> {
+        conn.pinged = conn.suspect || conn.returned.elapsed() >= PING_AFTER_IDLE;
+        if !conn.pinged {
+            return Ok(());
+        }
+        conn.pg
+            .batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)?;
+        conn.suspect = false;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut ApiConn) -> bool {
+        // Called on every return to the pool: the moment the idle time counts from.
+        conn.returned = Instant::now();
+        std::thread::panicking() || conn.broken || conn.pg.is_broken()
+    }
+}
+
+pub type ApiPool = r2d2::Pool<Manager>;
+
+/// The API's pool. Connections are made lazily so the API starts (and reports 503) while
+/// the database is down.
+pub fn pool(url: &str, max_size: u32) -> (ApiPool, Arc<Reachability>) {
+    let reachability = Arc::new(Reachability::default());
+    let manager = Manager {
+        url: url.to_string(),
+        reachability: reachability.clone(),
+    };
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(CHECKOUT_SLICE)
+        .test_on_check_out(true)
+        .build_unchecked(manager);
+    (pool, reachability)
+}
 
 /// Managed by Rocket; handlers take `&State<AppState>`.
 pub struct AppState {
-    pub pool: PgPool,
+    pub pool: ApiPool,
+    pub reachability: Arc<Reachability>,
     pub codec: CursorCodec,
     pub task_output_dir: Option<PathBuf>,
     pub write_token: Option<String>,
+    pub top_cache: TopCache,
+}
+
+/// A checked-out connection and whether it skipped the ping.
+pub struct Checkout {
+    pub conn: PooledConnection<Manager>,
+    unverified: bool,
+}
+
+/// Waits for a connection: while the database is reachable and the pool is merely busy,
+/// up to [`OVERLOAD_WAIT`]; when the latest connection attempt failed, or no connection
+/// could be made at all within one slice, it answers 503 at once.
+pub fn checkout(pool: &ApiPool, reachability: &Reachability) -> Result<Checkout, ApiError> {
+    let started = Instant::now();
+    loop {
+        match pool.get_timeout(CHECKOUT_SLICE) {
+            Ok(conn) => {
+                let unverified = !conn.pinged;
+                return Ok(Checkout { conn, unverified });
+            }
+            Err(e) => {
+                let live = pool.state().connections;
+                if reachability.is_down() || live == 0 || started.elapsed() >= OVERLOAD_WAIT {
+                    return Err(ApiError::Unavailable(format!(
+                        "{e} ({live} live connections, waited {:.1?})",
+                        started.elapsed()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `work` on a checked-out connection and records how it ended: a connection
+/// failure drops the connection, any other error makes the next check-out ping it.
+fn run_on<T>(
+    checkout: &mut Checkout,
+    work: &mut impl FnMut(&mut PgConnection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let result = work(&mut checkout.conn.pg);
+    match &result {
+        Ok(_) => {}
+        Err(ApiError::Unavailable(_)) => checkout.conn.broken = true,
+        Err(_) => checkout.conn.suspect = true,
+    }
+    result
+}
+
+/// Runs read-only `work` on a pooled connection (blocking). When it fails because the
+/// connection was dead and the connection had skipped its ping, it runs once more on
+/// another connection: the work must be safe to repeat.
+pub fn with_read_conn<T>(
+    pool: &ApiPool,
+    reachability: &Reachability,
+    mut work: impl FnMut(&mut PgConnection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let mut checkout = checkout(pool, reachability)?;
+    let unverified = checkout.unverified;
+    match run_on(&mut checkout, &mut work) {
+        Err(ApiError::Unavailable(e)) if unverified => {
+            log::info!("a pooled connection was dead ({e}); retrying on a fresh one");
+            drop(checkout);
+            let mut fresh = self::checkout(pool, reachability)?;
+            run_on(&mut fresh, &mut work)
+        }
+        other => other,
+    }
 }
 
 impl AppState {
     /// Runs `work` with a pooled connection on the blocking thread pool (diesel is
-    /// synchronous). Pool exhaustion and connection failures become 503.
+    /// synchronous), once: for work that writes. An unreachable database becomes 503.
     pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let reachability = self.reachability.clone();
         rocket::tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            work(&mut conn)
+            let mut checkout = checkout(&pool, &reachability)?;
+            let mut work = Some(work);
+            run_on(&mut checkout, &mut |conn| match work.take() {
+                Some(work) => work(conn),
+                None => Err(ApiError::Internal("work ran twice".into())),
+            })
         })
         .await?
+    }
+
+    /// Like [`AppState::db`] for read-only work, which may run a second time on a fresh
+    /// connection when a pooled one turns out dead (see [`with_read_conn`]).
+    pub async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnMut(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let reachability = self.reachability.clone();
+        rocket::tokio::task::spawn_blocking(move || with_read_conn(&pool, &reachability, work))
+            .await?
     }
 }

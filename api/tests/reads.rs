@@ -4,7 +4,7 @@
 
 mod common;
 
-use coinflow_api::chunks::{explain, statements, Filters, Source};
+use coinflow_api::chunks::{explain, explain_with, statements, Filters, Source};
 use coinflow_shared::cursor::{Cursor, CursorCodec};
 use coinflow_shared::dataset::Served;
 use common::{App, Reply};
@@ -322,9 +322,9 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
         "2020-01-12T00:00:00.000000Z".to_string(),
     ];
     for filters in &market_cases {
-        let (keys, rows) =
-            statements(Source::Served(Served::Market), filters, Some(&after), 100).unwrap();
-        for st in [&keys, &rows] {
+        let st = statements(Source::Served(Served::Market), filters, Some(&after), 100).unwrap();
+        {
+            let st = &st.rows;
             assert!(!st.sql.to_uppercase().contains("OFFSET"), "{}", st.sql);
             let plan = explain(&mut conn, st).unwrap().join("\n");
             assert!(
@@ -389,8 +389,9 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
     ];
     for (served, filters, after) in cases {
         let after: Vec<String> = after.into_iter().map(String::from).collect();
-        let (keys, rows) = statements(Source::Served(served), &filters, Some(&after), 50).unwrap();
-        for st in [&keys, &rows] {
+        let st = statements(Source::Served(served), &filters, Some(&after), 50).unwrap();
+        {
+            let st = &st.rows;
             assert!(!st.sql.to_uppercase().contains("OFFSET"), "{}", st.sql);
             let plan = explain(&mut conn, st).unwrap().join("\n");
             assert!(
@@ -675,4 +676,99 @@ fn etags_answer_if_none_match_with_304_until_the_data_changes() {
     assert_eq!(changed.status.code, 200);
     assert_ne!(changed.header("ETag"), Some(etag.as_str()));
     assert_eq!(changed.header("X-Data-Version"), Some("5"));
+}
+
+/// `(rows, loops)` of the first plan line that reads `what` (EXPLAIN ANALYZE text).
+fn actual(plan: &[String], what: &str) -> Option<(u64, u64)> {
+    let line = plan.iter().find(|l| l.contains(what))?;
+    let after = |key: &str| -> Option<u64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((after("rows=")?, after("loops=")?))
+}
+
+#[test]
+fn a_deep_market_chunk_reads_coins_from_the_cursor_not_from_the_first_coin() {
+    let app = App::new();
+    let mut conn = app.conn();
+    // 3 000 coins of 40 rows: a cursor in coin 2 900 is deep in both tables.
+    conn.batch_execute(
+        "INSERT INTO coins (id, symbol, name) SELECT format('deep-%s', lpad(c::text, 4, '0')), 'D', 'Deep' FROM generate_series(1, 3000) c;
+         INSERT INTO market (coin_id, ts, price_usd)
+         SELECT format('deep-%s', lpad(c::text, 4, '0')), timestamptz '2020-01-01' + h * interval '1 hour', 1
+         FROM generate_series(1, 3000) c, generate_series(1, 40) h;
+         ANALYZE market; ANALYZE coins;",
+    )
+    .unwrap();
+    let after = vec![
+        "deep-2900".to_string(),
+        "2020-01-02T10:00:00.000000Z".to_string(),
+    ];
+    for size in [10u32, 100, 1000] {
+        let st = statements(
+            Source::Served(Served::Market),
+            &Filters::default(),
+            Some(&after),
+            size,
+        )
+        .unwrap();
+        let plan = explain_with(&mut conn, &st.rows, "ANALYZE, TIMING OFF, COSTS OFF").unwrap();
+        let text = plan.join("\n");
+        assert!(!text.contains("Seq Scan on market"), "{text}");
+        assert!(!text.contains("Seq Scan on coins"), "{text}");
+        assert!(!text.contains("Sort"), "the index gives the order:\n{text}");
+        assert!(
+            text.contains("Index Scan using market_pkey")
+                && text.contains("Index Cond: (ROW(coin_id, ts) > ROW("),
+            "a range scan of market from the cursor:\n{text}"
+        );
+        // The coin side reads the chunk's few coins, not the 2 900 before the cursor.
+        let coin_rows = plan
+            .iter()
+            .filter(|l| l.contains("on coins c"))
+            .map(|l| actual(std::slice::from_ref(l), "on coins c").unwrap_or((u64::MAX, 1)))
+            .map(|(rows, loops)| rows.saturating_mul(loops))
+            .sum::<u64>();
+        let coins_in_chunk = u64::from(size) / 40 + 2;
+        assert!(
+            coin_rows <= coins_in_chunk,
+            "{coin_rows} coin rows read for a chunk spanning at most {coins_in_chunk} coins:\n{text}"
+        );
+        let (market_rows, _) = actual(&plan, "on market t").unwrap();
+        assert!(market_rows <= u64::from(size) + 1, "{text}");
+    }
+
+    // And the API serves that chunk: the rows right after the cursor, with coin names.
+    let codec = CursorCodec::new(b"test secret");
+    let version =
+        app.texts("SELECT version::text AS t FROM data_versions WHERE dataset = 'market'");
+    let token = codec.encode(&Cursor {
+        dataset: "market".into(),
+        version: version[0].parse().unwrap(),
+        size: 5,
+        filters: Default::default(),
+        after: after.clone(),
+    });
+    let body = app.get(&format!("/read/next-chunk?cursor={token}")).json();
+    let keys: Vec<String> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", text(&r["coin_id"]), text(&r["ts"])))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "deep-2900 2020-01-02T11:00:00Z",
+            "deep-2900 2020-01-02T12:00:00Z",
+            "deep-2900 2020-01-02T13:00:00Z",
+            "deep-2900 2020-01-02T14:00:00Z",
+            "deep-2900 2020-01-02T15:00:00Z",
+        ]
+    );
+    assert_eq!(body["data"][0]["name"], "Deep");
 }

@@ -4,6 +4,9 @@
 
 mod common;
 
+use coinflow_api::routes::top::{MAX_CACHED_ROWS, MAX_ENTRIES, MAX_LIMIT};
+use coinflow_api::state::AppState;
+use coinflow_api::ApiConfig;
 use coinflow_shared::testdb::TestDb;
 use common::App;
 use diesel::connection::SimpleConnection;
@@ -20,6 +23,10 @@ use serde_json::{json, Value};
 /// - stale: latest row 2024-05-01T11:59 (older than a day) → left out
 /// - future: only rows after → left out
 fn market_app() -> App {
+    App::on(market_db(), |_| {})
+}
+
+fn market_db() -> TestDb {
     let db = TestDb::new();
     db.conn()
         .batch_execute(
@@ -44,7 +51,7 @@ UPDATE data_versions SET version = 1;
 "#,
         )
         .unwrap();
-    App::on(db, |_| {})
+    db
 }
 
 fn ids(body: &Value) -> Vec<String> {
@@ -213,4 +220,113 @@ fn top_on_the_standard_fixture_matches_sql() {
          ORDER BY rank NULLS LAST, market_cap_usd DESC NULLS LAST, volume_24h_usd DESC NULLS LAST, coin_id LIMIT 25",
     );
     assert_eq!(ids(&body), want);
+}
+
+#[test]
+fn top_is_cached_until_an_etl_run_changes_market_or_coins() {
+    let app = market_app();
+    let at = "/top?limit=10&datetime=2024-05-02T12:00:00Z";
+    let before = app.get(at).json();
+    assert_eq!(ids(&before)[0], "beta");
+    let latest_before = app.get("/top?limit=10").json();
+    let state = app.client.rocket().state::<AppState>().unwrap();
+    let computed = state.top_cache.computations();
+
+    // Rows that change without a new data version (no ETL run does that) are not seen:
+    // the answer comes from the cache.
+    app.exec("UPDATE market SET rank = 1 WHERE coin_id = 'gamma'");
+    assert_eq!(app.get(at).json(), before);
+    assert_eq!(app.get("/top?limit=10").json(), latest_before);
+    assert_eq!(
+        state.top_cache.computations(),
+        computed,
+        "answered from the cache"
+    );
+
+    // An ETL run that changed market bumps its version: the next answer is fresh.
+    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'market'");
+    let after = app.get(at).json();
+    assert_eq!(ids(&after)[..2], ["beta".to_string(), "gamma".to_string()]);
+    assert!(state.top_cache.computations() > computed);
+
+    // A new latest instant is picked up too.
+    app.exec(
+        "INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source)
+         VALUES ('gamma', '2024-05-04T00:00:00Z', 3.5, 500, 10, 1, 'cmc')",
+    );
+    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'market'");
+    let latest = app.get("/top?limit=10").json();
+    assert_eq!(latest["as_of"], "2024-05-04T00:00:00Z");
+    assert_eq!(
+        ids(&latest),
+        ["future", "beta", "gamma"],
+        "equal ranks: by cap"
+    );
+
+    // A run that only renamed a coin bumps coins, not market: the names follow.
+    app.exec("UPDATE coins SET name = 'Gamma Renamed' WHERE id = 'gamma'");
+    let name = |body: Value| body["data"][2]["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        name(app.get("/top?limit=10").json()),
+        "Gamma, \"the third\""
+    );
+    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'coins'");
+    assert_eq!(name(app.get("/top?limit=10").json()), "Gamma Renamed");
+}
+
+#[test]
+fn concurrent_cold_top_requests_compute_the_ranking_once() {
+    let db = market_db();
+    let mut config = ApiConfig::new(db.url());
+    config.pool_size = 4;
+    let runtime = rocket::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = rocket::local::asynchronous::Client::untracked(coinflow_api::rocket(config))
+            .await
+            .unwrap();
+        let requests = (0..16).map(|_| async {
+            let response = client
+                .get("/top?limit=5&datetime=2024-05-02T12:00:00Z")
+                .dispatch()
+                .await;
+            (
+                response.status().code,
+                response.into_string().await.unwrap_or_default(),
+            )
+        });
+        let answers = rocket::futures::future::join_all(requests).await;
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+            assert_eq!(body, &answers[0].1);
+        }
+        let state = client.rocket().state::<AppState>().unwrap();
+        assert_eq!(state.top_cache.computations(), 1);
+        assert_eq!(state.top_cache.len(), 1);
+    });
+}
+
+#[test]
+fn the_top_cache_is_bounded() {
+    let app = market_app();
+    let state = app.client.rocket().state::<AppState>().unwrap();
+    // Every limit is its own answer; the row budget keeps the cache from growing on.
+    for limit in (MAX_LIMIT - 60)..=MAX_LIMIT {
+        assert_eq!(
+            app.get(&format!("/top?limit={limit}&datetime=2024-05-02T12:00:00Z"))
+                .status
+                .code,
+            200
+        );
+    }
+    let cached = state.top_cache.len();
+    assert!(cached >= 1);
+    assert!(
+        (cached as i64) * (MAX_LIMIT - 60) <= MAX_CACHED_ROWS,
+        "{cached} answers cached"
+    );
+    assert!(cached <= MAX_ENTRIES);
 }

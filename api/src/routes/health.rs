@@ -5,6 +5,7 @@
 use crate::error::ApiError;
 use crate::params::ReqInfo;
 use crate::state::AppState;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use rocket::serde::json::Json;
@@ -45,8 +46,16 @@ pub async fn ready(state: &State<AppState>, info: ReqInfo) -> Result<Json<Health
     info.allow(&[])?;
     let not_ready = |why: &str| ApiError::NotReady(format!("not ready: {why}"));
     let (migrated, finished) = state
-        .db(|conn| {
-            let migrated = coinflow_shared::db::migrations_applied(conn).unwrap_or(false);
+        .read(|conn| {
+            let migrated = match coinflow_shared::db::migrations_applied(conn) {
+                Ok(migrated) => migrated,
+                // The check's own error does not say whether the connection is gone: a
+                // plain statement does (and a dead connection then leaves the pool).
+                Err(_) => {
+                    conn.batch_execute("SELECT 1")?;
+                    false
+                }
+            };
             if !migrated {
                 return Ok((false, false));
             }

@@ -47,7 +47,7 @@ pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply
     let source = served(info.non_empty("dataset")?.unwrap_or("market"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let plan = plan_from_request(&state.codec, &info, Some(source), "/read/next-chunk".into())?;
-    serve(&state.pool, &state.codec, plan).await
+    serve(state, plan).await
 }
 
 /// The chunk after a cursor (of any dataset).
@@ -72,7 +72,7 @@ pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply,
         ));
     }
     let plan = plan_from_request(&state.codec, &info, None, "/read/next-chunk".into())?;
-    serve(&state.pool, &state.codec, plan).await
+    serve(state, plan).await
 }
 
 /// Any served dataset in its key order: market (coin_id, ts), daily (coin_id, day),
@@ -111,7 +111,7 @@ pub async fn dataset(
         Some(source),
         format!("/read/{}", source.name()),
     )?;
-    serve(&state.pool, &state.codec, plan).await
+    serve(state, plan).await
 }
 
 /// The JSON shape of a chunk (documentation only; chunks are written as a stream).

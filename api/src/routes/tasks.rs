@@ -11,11 +11,11 @@
 use crate::chunks::{plan_from_request, serve, Source};
 use crate::error::ApiError;
 use crate::params::ReqInfo;
+use crate::raw::{Bind, RawQuery};
 use crate::reply::Reply;
 use crate::state::AppState;
 use chrono::Utc;
-use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Text};
+use diesel::pg::PgConnection;
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::ContentType;
 use rocket::serde::json::Json;
@@ -186,32 +186,18 @@ fn unquote(field: &str) -> Option<String> {
     (!field.contains([',', '"'])).then(|| field.to_string())
 }
 
-#[derive(QueryableByName)]
-struct RunRow {
-    #[diesel(sql_type = BigInt)]
-    run: i64,
-}
-
-#[derive(QueryableByName)]
 struct Decision {
-    #[diesel(sql_type = Text)]
     id: String,
-    #[diesel(sql_type = Array<Text>)]
     exchanges: Vec<String>,
-    #[diesel(sql_type = Bool)]
     accepted: bool,
 }
 
-#[derive(QueryableByName)]
-struct FirstRun {
-    #[diesel(sql_type = Text)]
-    coin_id: String,
-    #[diesel(sql_type = BigInt)]
-    task_run: i64,
-}
-
-const DECIDE_SQL: &str = "\
-WITH req AS (SELECT DISTINCT unnest($1::text[]) AS id),
+/// Takes the task run and decides every id in one statement: the ids that are coins are
+/// inserted unless a task already has them. `$1`: the unique ids. Each row carries the
+/// task run; a task without a known coin gets one row of NULLs besides it.
+pub const DECIDE_SQL: &str = "\
+WITH run AS MATERIALIZED (SELECT nextval('task_run_seq') AS run),
+req AS (SELECT DISTINCT unnest($1::text[]) AS id),
 known AS (
     SELECT c.id,
            ARRAY(SELECT DISTINCT e FROM unnest(ce.exchanges) AS e ORDER BY e) AS exchanges
@@ -221,18 +207,19 @@ known AS (
 ),
 ins AS (
     INSERT INTO task_results (coin_id, exchanges, task_run)
-    SELECT id, exchanges, $2 FROM known ORDER BY id
+    SELECT id, exchanges, (SELECT run FROM run) FROM known ORDER BY id
     ON CONFLICT (coin_id) DO NOTHING
     RETURNING coin_id
 )
-SELECT k.id, k.exchanges, (i.coin_id IS NOT NULL) AS accepted
-FROM known k LEFT JOIN ins i ON i.coin_id = k.id";
+SELECT r.run, k.id, k.exchanges, (i.coin_id IS NOT NULL) AS accepted
+FROM run r LEFT JOIN (known k LEFT JOIN ins i ON i.coin_id = k.id) ON true";
+
+/// The task that accepted each of `$1`.
+pub const FIRST_RUNS_SQL: &str =
+    "SELECT coin_id, task_run FROM task_results WHERE coin_id = ANY($1::text[])";
 
 /// Runs one task against the database.
 fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiError> {
-    let run: RunRow =
-        diesel::sql_query("SELECT nextval('task_run_seq') AS run").get_result(conn)?;
-    let run = run.run;
     let unique: Vec<String> = {
         let mut seen = HashSet::new();
         ids.iter()
@@ -240,14 +227,22 @@ fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiErro
             .cloned()
             .collect()
     };
-    let decisions: Vec<Decision> = if unique.is_empty() {
-        Vec::new()
-    } else {
-        diesel::sql_query(DECIDE_SQL)
-            .bind::<Array<Text>, _>(&unique)
-            .bind::<BigInt, _>(run)
-            .load(conn)?
-    };
+    let mut run = None;
+    let mut decisions = Vec::new();
+    RawQuery::new(DECIDE_SQL)
+        .bind(Bind::TextArray(unique))
+        .for_each_row(conn, |row| {
+            run = row.int8(0)?;
+            if let Some(id) = row.text(1)? {
+                decisions.push(Decision {
+                    id,
+                    exchanges: row.text_array(2)?.unwrap_or_default(),
+                    accepted: row.bool(3)?.unwrap_or(false),
+                });
+            }
+            Ok(())
+        })?;
+    let run = run.ok_or_else(|| ApiError::Internal("the task took no task run".into()))?;
     let decided: HashMap<&str, &Decision> = decisions.iter().map(|d| (d.id.as_str(), d)).collect();
     // A statement after the insert sees every row a concurrent task committed first.
     let earlier: Vec<String> = decisions
@@ -258,11 +253,11 @@ fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiErro
     let first_runs: HashMap<String, i64> = if earlier.is_empty() {
         HashMap::new()
     } else {
-        diesel::sql_query("SELECT coin_id, task_run FROM task_results WHERE coin_id = ANY($1)")
-            .bind::<Array<Text>, _>(&earlier)
-            .load::<FirstRun>(conn)?
+        RawQuery::new(FIRST_RUNS_SQL)
+            .bind(Bind::TextArray(earlier))
+            .map_rows(conn, |row| Ok((row.text(0)?, row.int8(1)?)))?
             .into_iter()
-            .map(|r| (r.coin_id, r.task_run))
+            .filter_map(|(coin, run)| Some((coin?, run?)))
             .collect()
     };
 
@@ -458,7 +453,7 @@ pub async fn task_results(state: &State<AppState>, info: ReqInfo) -> Result<Repl
         Some(Source::TaskResults),
         "/coins".into(),
     )?;
-    serve(&state.pool, &state.codec, plan).await
+    serve(state, plan).await
 }
 
 #[cfg(test)]

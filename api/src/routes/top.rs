@@ -1,26 +1,55 @@
 //! `GET /top`: the top coins at an instant. Each coin's latest `market` row at or before
 //! the instant and not older than one day; ranked by the ranking source's rank, then
 //! coins without a rank by market cap, then volume; ranks renumbered 1..n.
+//!
+//! The ranking reads a day of market rows (10 000 coins × 25 hourly rows on the benchmark
+//! data), far too much per request, and it only changes when an ETL run changes `market`
+//! or `coins` (names and symbols). So answers are cached in the process ([`TopCache`]):
+//! - per request, one cheap statement reads the data versions of market and coins; the
+//!   cache holds answers of one pair of versions only and starts over when either moves,
+//!   so an ETL run is never answered from before it (a request that read versions older
+//!   than the cache's is computed without the cache);
+//! - an answer is keyed by the resolved instant and the limit; the default instant (the
+//!   latest `ts`) is itself cached per versions;
+//! - concurrent requests for a missing answer wait for one computation (a `OnceCell` per
+//!   key), and a failed computation (database gone) is not cached;
+//! - the cache is bounded: at most [`MAX_ENTRIES`] answers and [`MAX_CACHED_ROWS`] rows
+//!   (by limit), the least recently used going first;
+//! - each answer keeps its rendered bodies, one per format.
 
 use crate::error::ApiError;
-use crate::format::render_list;
+use crate::format::{render_list, Format};
 use crate::params::{parse_instant, parse_int, DayEnd, ReqInfo};
+use crate::raw::{Bind, RawQuery};
 use crate::reply::{etag, none_match, Reply};
 use crate::rows::TopRow;
 use crate::state::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Timestamptz};
+use rocket::tokio::sync::OnceCell;
 use rocket::State;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The largest `limit`.
 pub const MAX_LIMIT: i64 = 5000;
+/// The most answers cached at once.
+pub const MAX_ENTRIES: usize = 512;
+/// The most rows (counted by limit) cached at once.
+pub const MAX_CACHED_ROWS: i64 = 250_000;
 
-const TOP_SQL: &str = "\
+const VERSIONS_SQL: &str = "SELECT \
+(SELECT version FROM data_versions WHERE dataset = 'market') AS market, \
+(SELECT version FROM data_versions WHERE dataset = 'coins') AS coins";
+
+const LATEST_SQL: &str = "SELECT max(ts) AS ts FROM market";
+
+/// `$1`: the instant, `$2`: the limit.
+pub const TOP_SQL: &str = "\
 WITH latest AS (
     SELECT DISTINCT ON (m.coin_id) m.coin_id, m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank
     FROM market m
-    WHERE m.ts <= $1 AND m.ts >= $1 - interval '1 day'
+    WHERE m.ts <= $1::timestamptz AND m.ts >= $1::timestamptz - interval '1 day'
     ORDER BY m.coin_id, m.ts DESC
 )
 SELECT row_number() OVER (
@@ -30,18 +59,153 @@ SELECT row_number() OVER (
        l.coin_id AS id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd
 FROM latest l JOIN coins c ON c.id = l.coin_id
 ORDER BY rank
-LIMIT $2";
+LIMIT $2::int8";
 
-#[derive(QueryableByName)]
-struct Latest {
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    ts: Option<DateTime<Utc>>,
+const ANY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1::timestamptz)";
+
+/// The data versions a `/top` answer depends on: (market, coins).
+pub type Versions = (i64, i64);
+
+/// One computed `/top` answer.
+pub struct Answer {
+    as_of: DateTime<Utc>,
+    /// The ranking, or why there is none (404).
+    rows: Result<Vec<TopRow>, String>,
+    /// The rendered bodies, by format.
+    bodies: [OnceLock<Arc<[u8]>>; 3],
 }
 
-#[derive(QueryableByName)]
-struct Any {
-    #[diesel(sql_type = Bool)]
-    any: bool,
+impl Answer {
+    fn body(&self, format: Format) -> Result<Arc<[u8]>, ApiError> {
+        let rows = self
+            .rows
+            .as_ref()
+            .map_err(|why| ApiError::NotFound(why.clone()))?;
+        let slot = &self.bodies[match format {
+            Format::Json => 0,
+            Format::Csv => 1,
+            Format::Ndjson => 2,
+        }];
+        if let Some(body) = slot.get() {
+            return Ok(body.clone());
+        }
+        let mut envelope = serde_json::Map::new();
+        envelope.insert(
+            "as_of".into(),
+            serde_json::Value::String(self.as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        );
+        let body: Arc<[u8]> = render_list(format, rows, envelope, "data")?.into();
+        Ok(slot.get_or_init(|| body).clone())
+    }
+}
+
+type Cell<T> = Arc<OnceCell<T>>;
+
+struct Entry {
+    cell: Cell<Arc<Answer>>,
+    last_used: u64,
+    limit: i64,
+}
+
+/// The answers of one pair of data versions.
+#[derive(Default)]
+struct Generation {
+    versions: Versions,
+    latest: Cell<Option<DateTime<Utc>>>,
+    entries: HashMap<(i64, i64), Entry>,
+    rows: i64,
+    clock: u64,
+}
+
+/// The in-process `/top` cache (see the module documentation).
+#[derive(Default)]
+pub struct TopCache {
+    current: Mutex<Option<Generation>>,
+    /// Rankings computed so far (each a cache miss).
+    computed: AtomicU64,
+}
+
+impl TopCache {
+    /// The generation for `versions`, started afresh when they are newer than the cached
+    /// one; `None` when they are older (a request overtaken by an ETL run: no caching).
+    fn with_generation<T>(
+        &self,
+        versions: Versions,
+        f: impl FnOnce(&mut Generation) -> T,
+    ) -> Option<T> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match current.as_mut() {
+            Some(g) if g.versions == versions => {}
+            Some(g) if g.versions.0 > versions.0 || g.versions.1 > versions.1 => return None,
+            _ => {
+                *current = Some(Generation {
+                    versions,
+                    ..Generation::default()
+                })
+            }
+        }
+        current.as_mut().map(f)
+    }
+
+    /// The cell that holds the latest market instant at `versions`.
+    fn latest(&self, versions: Versions) -> Cell<Option<DateTime<Utc>>> {
+        self.with_generation(versions, |g| g.latest.clone())
+            .unwrap_or_default()
+    }
+
+    /// The cell that holds the answer for (`as_of`, `limit`) at `versions`.
+    fn answer(&self, versions: Versions, as_of: DateTime<Utc>, limit: i64) -> Cell<Arc<Answer>> {
+        self.with_generation(versions, |g| {
+            g.clock += 1;
+            let now = g.clock;
+            let key = (as_of.timestamp_micros(), limit);
+            if let Some(entry) = g.entries.get_mut(&key) {
+                entry.last_used = now;
+                return entry.cell.clone();
+            }
+            while !g.entries.is_empty()
+                && (g.entries.len() >= MAX_ENTRIES || g.rows + limit > MAX_CACHED_ROWS)
+            {
+                let oldest = g
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| *k);
+                if let Some(evicted) = oldest.and_then(|k| g.entries.remove(&k)) {
+                    g.rows -= evicted.limit;
+                }
+            }
+            let cell = Cell::default();
+            g.entries.insert(
+                key,
+                Entry {
+                    cell: cell.clone(),
+                    last_used: now,
+                    limit,
+                },
+            );
+            g.rows += limit;
+            cell
+        })
+        .unwrap_or_default()
+    }
+
+    /// How many answers are cached (for tests).
+    pub fn len(&self) -> usize {
+        self.current
+            .lock()
+            .map(|g| g.as_ref().map_or(0, |g| g.entries.len()))
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many rankings this cache has had computed (misses), for tests.
+    pub fn computations(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
+    }
 }
 
 /// The JSON shape of `/top`.
@@ -82,60 +246,87 @@ pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiErr
         .get("datetime")
         .map(|v| parse_instant("datetime", v, DayEnd::End))
         .transpose()?;
-    let if_none_match = info.if_none_match.clone();
-    let seed = info.uri.clone();
-    let outcome = state
-        .db(move |conn| {
-            conn.build_transaction()
-                .read_only()
-                .repeatable_read()
-                .run(|conn| {
-                    let version = crate::chunks::data_version(conn, "market")?;
-                    let tag = etag(&["top", &version.to_string(), format.name(), &seed]);
-                    if none_match(if_none_match.as_deref(), &tag) {
-                        return Ok(Err(tag));
-                    }
-                    let as_of = match at {
-                        Some(at) => at,
-                        None => {
-                            let latest: Latest =
-                                diesel::sql_query("SELECT max(ts) AS ts FROM market")
-                                    .get_result(conn)?;
-                            latest.ts.ok_or_else(|| {
-                                ApiError::NotFound("there is no market data yet".into())
-                            })?
-                        }
-                    };
-                    let rows: Vec<TopRow> = diesel::sql_query(TOP_SQL)
-                        .bind::<Timestamptz, _>(as_of)
-                        .bind::<BigInt, _>(limit)
-                        .load(conn)?;
-                    if rows.is_empty() {
-                        let any: Any = diesel::sql_query(
-                            "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1) AS any",
-                        )
-                        .bind::<Timestamptz, _>(as_of)
-                        .get_result(conn)?;
-                        if !any.any {
-                            return Err(ApiError::NotFound(format!(
-                                "no market data at or before {}",
-                                as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-                            )));
-                        }
-                    }
-                    Ok(Ok((as_of, rows, tag)))
-                })
-        })
-        .await?;
-    let (as_of, rows, tag) = match outcome {
-        Ok(found) => found,
-        Err(tag) => return Ok(Reply::not_modified(&tag)),
+
+    let versions = state.read(read_versions).await?;
+    let tag = etag(&[
+        "top",
+        &format!("{}:{}", versions.0, versions.1),
+        format.name(),
+        &info.uri,
+    ]);
+    if none_match(info.if_none_match.as_deref(), &tag) {
+        return Ok(Reply::not_modified(&tag));
+    }
+    let as_of = match at {
+        Some(at) => at,
+        None => state
+            .top_cache
+            .latest(versions)
+            .get_or_try_init(|| state.read(read_latest))
+            .await?
+            .ok_or_else(|| ApiError::NotFound("there is no market data yet".into()))?,
     };
-    let mut envelope = serde_json::Map::new();
-    envelope.insert(
-        "as_of".into(),
-        serde_json::Value::String(as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-    );
-    let body = render_list(format, &rows, envelope, "data")?;
-    Ok(Reply::formatted(format, body).etag(&tag))
+    let answer = state
+        .top_cache
+        .answer(versions, as_of, limit)
+        .get_or_try_init(|| async {
+            state.top_cache.computed.fetch_add(1, Ordering::Relaxed);
+            let rows = state.read(move |conn| rank(conn, as_of, limit)).await?;
+            Ok::<_, ApiError>(Arc::new(Answer {
+                as_of,
+                rows,
+                bodies: Default::default(),
+            }))
+        })
+        .await?
+        .clone();
+    Ok(Reply::shared(format, answer.body(format)?).etag(&tag))
+}
+
+fn read_versions(conn: &mut diesel::PgConnection) -> Result<Versions, ApiError> {
+    let rows = RawQuery::new(VERSIONS_SQL).map_rows(conn, |row| {
+        Ok((row.int8(0)?.unwrap_or(0), row.int8(1)?.unwrap_or(0)))
+    })?;
+    Ok(rows.first().copied().unwrap_or_default())
+}
+
+fn read_latest(conn: &mut diesel::PgConnection) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let rows = RawQuery::new(LATEST_SQL).map_rows(conn, |row| row.timestamptz(0))?;
+    Ok(rows.into_iter().flatten().next())
+}
+
+/// The ranking at `as_of`, or why there is none.
+fn rank(
+    conn: &mut diesel::PgConnection,
+    as_of: DateTime<Utc>,
+    limit: i64,
+) -> Result<Result<Vec<TopRow>, String>, ApiError> {
+    let at = Bind::Text(as_of.to_rfc3339_opts(SecondsFormat::Micros, true));
+    let rows = RawQuery::new(TOP_SQL)
+        .bind(at.clone())
+        .bind(Bind::Int8(limit))
+        .map_rows(conn, |row| {
+            let missing = || ApiError::Internal("NULL in a /top row".into());
+            Ok(TopRow {
+                rank: row.int8(0)?.ok_or_else(missing)?,
+                id: row.text(1)?.ok_or_else(missing)?,
+                symbol: row.text(2)?.ok_or_else(missing)?,
+                name: row.text(3)?.ok_or_else(missing)?,
+                price_usd: row.float8(4)?.ok_or_else(missing)?,
+                market_cap_usd: row.float8(5)?,
+                volume_24h_usd: row.float8(6)?,
+            })
+        })?;
+    if rows.is_empty() {
+        let any = RawQuery::new(ANY_SQL)
+            .bind(at)
+            .map_rows(conn, |row| row.bool(0))?;
+        if any.first().copied().flatten() != Some(true) {
+            return Ok(Err(format!(
+                "no market data at or before {}",
+                as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            )));
+        }
+    }
+    Ok(Ok(rows))
 }
