@@ -123,7 +123,8 @@ if [[ -n ${PG_CLUSTER_DIR:-} && -f $PG_CLUSTER_DIR/server.log ]]; then
     tail -c +$((offset + 1)) "$log" | grep -v -E 'ALTER SYSTEM|pg_reload_conf' >"$BENCH_RESULTS/api-statements.log" || true
 fi
 
-# EXPLAIN ANALYZE of the heaviest statements, for the reading.
+# EXPLAIN ANALYZE of the heaviest statements, for the reading (/top's ranking runs once per
+# instant, limit and data versions; the deep chunk's row statement runs per request).
 {
     echo "== /top?limit=200 at $latest =="
     sed -e "s/:at/'$latest'::timestamptz/g" -e "s/:lim/200/g" "$BENCH_DIR/pgbench/top-query.sql" |
@@ -131,8 +132,12 @@ fi
     echo "== /top?limit=200 at $historical =="
     sed -e "s/:at/'$historical'::timestamptz/g" -e "s/:lim/200/g" "$BENCH_DIR/pgbench/top-query.sql" |
         sed '1s/^/EXPLAIN (ANALYZE, BUFFERS) /' | bench_psql "$url" -At
-    echo "== for comparison, NOT what the API runs: one PK probe per coin (LATERAL), at $latest =="
-    bench_psql "$url" -At -c "EXPLAIN (ANALYZE, BUFFERS) SELECT row_number() OVER (ORDER BY l.rank ASC NULLS LAST, l.market_cap_usd DESC NULLS LAST, l.volume_24h_usd DESC NULLS LAST, c.id) AS rank, c.id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd FROM coins c CROSS JOIN LATERAL (SELECT m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank FROM market m WHERE m.coin_id = c.id AND m.ts <= '$latest' AND m.ts >= timestamptz '$latest' - interval '1 day' ORDER BY m.ts DESC LIMIT 1) l ORDER BY rank LIMIT 200"
+    echo "== for comparison, NOT what the API runs (its earlier form): DISTINCT ON over the day's rows, at $latest =="
+    bench_psql "$url" -At -c "EXPLAIN (ANALYZE, BUFFERS) WITH latest AS (SELECT DISTINCT ON (m.coin_id) m.coin_id, m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank FROM market m WHERE m.ts <= '$latest' AND m.ts >= timestamptz '$latest' - interval '1 day' ORDER BY m.coin_id, m.ts DESC) SELECT row_number() OVER (ORDER BY l.rank ASC NULLS LAST, l.market_cap_usd DESC NULLS LAST, l.volume_24h_usd DESC NULLS LAST, l.coin_id) AS rank, l.coin_id AS id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd FROM latest l JOIN coins c ON c.id = l.coin_id ORDER BY rank LIMIT 200"
+    echo "== /read/next-chunk size=1000 after row $deep_row (the deep chunk) =="
+    IFS=$'\t' read -r k1 k2 <<<"$deep_key"
+    sed -e "s/:k1/'$k1'/g" -e "s/:k2/'$k2'/g" -e "s/:lim/1001/g" "$BENCH_DIR/pgbench/chunk.sql" | grep -v '^--' |
+        sed '1s/^/EXPLAIN (ANALYZE, BUFFERS) /' | bench_psql "$url" -At
 } >"$BENCH_RESULTS/api-explain.txt" 2>&1 || cf_log "warning: EXPLAIN failed (see api-explain.txt)"
 
 # --- measurements ---------------------------------------------------------------------

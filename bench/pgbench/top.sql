@@ -1,20 +1,6 @@
--- GET /top?limit=200&datetime=...: the statements coinflow-api runs per request, as
--- captured from the server log. Variables: at (timestamptz), lim.
-SELECT 1;
-BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
-SELECT version FROM data_versions WHERE dataset = 'market';
-WITH latest AS (
-    SELECT DISTINCT ON (m.coin_id) m.coin_id, m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank
-    FROM market m
-    WHERE m.ts <= :at::timestamptz AND m.ts >= :at::timestamptz - interval '1 day'
-    ORDER BY m.coin_id, m.ts DESC
-)
-SELECT row_number() OVER (
-           ORDER BY l.rank ASC NULLS LAST, l.market_cap_usd DESC NULLS LAST,
-                    l.volume_24h_usd DESC NULLS LAST, l.coin_id
-       ) AS rank,
-       l.coin_id AS id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd
-FROM latest l JOIN coins c ON c.id = l.coin_id
-ORDER BY rank
-LIMIT :lim;
-COMMIT;
+-- GET /top?limit=200&datetime=...: the statement coinflow-api runs per request once the
+-- answer is cached, as captured from the server log: the data versions of market and
+-- coins (the cache holds answers of one pair of versions; the ranking itself,
+-- top-query.sql, runs once per instant, limit and versions). No transaction block, no
+-- check-out ping. Variables: none.
+SELECT (SELECT version FROM data_versions WHERE dataset = 'market') AS market, (SELECT version FROM data_versions WHERE dataset = 'coins') AS coins;

@@ -44,20 +44,24 @@ const VERSIONS_SQL: &str = "SELECT \
 
 const LATEST_SQL: &str = "SELECT max(ts) AS ts FROM market";
 
-/// `$1`: the instant, `$2`: the limit.
+/// `$1`: the instant, `$2`: the limit. Each coin's latest row in the window is one
+/// backward probe of market's primary key (a LATERAL per coin): its cost follows the
+/// number of coins, not the number of rows in the day (the `DISTINCT ON` over the day's
+/// rows sorted 250 000 rows for 10 000 hourly coins and cost two to three times more).
 pub const TOP_SQL: &str = "\
-WITH latest AS (
-    SELECT DISTINCT ON (m.coin_id) m.coin_id, m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank
-    FROM market m
-    WHERE m.ts <= $1::timestamptz AND m.ts >= $1::timestamptz - interval '1 day'
-    ORDER BY m.coin_id, m.ts DESC
-)
 SELECT row_number() OVER (
            ORDER BY l.rank ASC NULLS LAST, l.market_cap_usd DESC NULLS LAST,
-                    l.volume_24h_usd DESC NULLS LAST, l.coin_id
+                    l.volume_24h_usd DESC NULLS LAST, c.id
        ) AS rank,
-       l.coin_id AS id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd
-FROM latest l JOIN coins c ON c.id = l.coin_id
+       c.id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd
+FROM coins c
+CROSS JOIN LATERAL (
+    SELECT m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank
+    FROM market m
+    WHERE m.coin_id = c.id AND m.ts <= $1::timestamptz AND m.ts >= $1::timestamptz - interval '1 day'
+    ORDER BY m.ts DESC
+    LIMIT 1
+) l
 ORDER BY rank
 LIMIT $2::int8";
 
