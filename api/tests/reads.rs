@@ -772,3 +772,49 @@ fn a_deep_market_chunk_reads_coins_from_the_cursor_not_from_the_first_coin() {
     );
     assert_eq!(body["data"][0]["name"], "Deep");
 }
+
+#[test]
+fn a_large_chunk_streams_in_pieces_and_a_small_one_goes_out_whole() {
+    let db = coinflow_shared::testdb::TestDb::new();
+    common::fill(&mut db.conn());
+    let mut config = coinflow_api::ApiConfig::new(db.url());
+    config.cursor_secret = Some(b"stream".to_vec());
+    let port = common::serve(config);
+
+    // More market rows than one chunk of 10 000: as NDJSON about 2 MB, far more than
+    // one piece.
+    db.conn()
+        .batch_execute(
+            "INSERT INTO market (coin_id, ts, price_usd)
+             SELECT 'coin-001', timestamptz '2030-01-01' + h * interval '1 minute', 1
+             FROM generate_series(1, 10000) h",
+        )
+        .unwrap();
+    let (status, head, body) = common::http(
+        port,
+        "GET",
+        "/read/market?size=10000&format=ndjson",
+        None,
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let head = head.to_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("link: </read/market?cursor="), "{head}");
+    let keys: Vec<String> = body
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            format!("{}|{}", text(&row["coin_id"]), text(&row["ts"]))
+        })
+        .collect();
+    assert_eq!(keys.len(), 10_000);
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "key order");
+
+    let (status, head, body) =
+        common::http(port, "GET", "/read/market?size=100&format=csv", None, b"");
+    assert_eq!(status, 200, "{body}");
+    let head = head.to_lowercase();
+    assert!(head.contains("content-length:"), "{head}");
+    assert_eq!(body.lines().count(), 101, "header and 100 rows");
+}
