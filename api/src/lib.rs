@@ -43,10 +43,12 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
         random_key()
     });
     let (pool, reachability) = state::pool(&config.database_url, config.pool_size);
+    let top_versions = routes::top::VersionChecker::start(pool.clone(), reachability.clone());
     let state = AppState {
         pool,
         reachability,
         top_cache: routes::top::TopCache::default(),
+        top_versions,
         codec: CursorCodec::new(&secret),
         task_output_dir: config.task_output_dir.clone(),
         write_token: config.write_token.clone(),

@@ -13,7 +13,7 @@
 //!   database cannot be reached, it gets 503 within [`CHECKOUT_SLICE`].
 
 use crate::error::ApiError;
-use crate::routes::top::TopCache;
+use crate::routes::top::{TopCache, VersionChecker};
 use coinflow_shared::cursor::CursorCodec;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -130,6 +130,7 @@ pub struct AppState {
     pub task_output_dir: Option<PathBuf>,
     pub write_token: Option<String>,
     pub top_cache: TopCache,
+    pub top_versions: VersionChecker,
 }
 
 /// A checked-out connection and whether it skipped the ping.

@@ -5,7 +5,8 @@
 //! The ranking reads a day of market rows (10 000 coins × 25 hourly rows on the benchmark
 //! data), far too much per request, and it only changes when an ETL run changes `market`
 //! or `coins` (names and symbols). So answers are cached in the process ([`TopCache`]):
-//! - per request, one cheap statement reads the data versions of market and coins; the
+//! - per request, one cheap statement reads the data versions of market and coins (shared
+//!   by the requests waiting at the same moment, see [`VersionChecker`]); the
 //!   cache holds answers of one pair of versions only and starts over when either moves,
 //!   so an ETL run is never answered from before it (a request that read versions older
 //!   than the cache's is computed without the cache);
@@ -23,13 +24,13 @@ use crate::params::{parse_instant, parse_int, DayEnd, ReqInfo};
 use crate::raw::{Bind, RawQuery};
 use crate::reply::{etag, none_match, Reply};
 use crate::rows::TopRow;
-use crate::state::AppState;
+use crate::state::{with_read_conn, ApiPool, AppState, Reachability};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rocket::tokio::sync::OnceCell;
+use rocket::tokio::sync::{oneshot, OnceCell};
 use rocket::State;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 /// The largest `limit`.
 pub const MAX_LIMIT: i64 = 5000;
@@ -212,6 +213,101 @@ impl TopCache {
     }
 }
 
+/// Reads the data versions for `/top` requests, one statement for every request waiting
+/// at that moment: a request registers, and the checker thread takes all registered
+/// requests, runs the statement once and answers each. Every request is answered by a
+/// read that started after it registered, so no request sees versions from before its
+/// arrival; under load the database gets one version statement per batch instead of one
+/// per request (fewer round trips and wake-ups).
+pub struct VersionChecker {
+    shared: Arc<CheckerShared>,
+}
+
+struct CheckerShared {
+    waiting: Mutex<Vec<oneshot::Sender<Result<Versions, CheckError>>>>,
+    wake: Condvar,
+}
+
+/// A failed check, shareable between the requests of a batch.
+#[derive(Clone)]
+struct CheckError {
+    unavailable: bool,
+    message: String,
+}
+
+impl From<CheckError> for ApiError {
+    fn from(e: CheckError) -> ApiError {
+        if e.unavailable {
+            ApiError::Unavailable(e.message)
+        } else {
+            ApiError::Internal(e.message)
+        }
+    }
+}
+
+impl VersionChecker {
+    /// Starts the checker thread on `pool`. It ends soon after the checker is dropped.
+    pub fn start(pool: ApiPool, reachability: Arc<Reachability>) -> VersionChecker {
+        let shared = Arc::new(CheckerShared {
+            waiting: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("top-versions".into())
+            .spawn(move || check_loop(&weak, &pool, &reachability));
+        if let Err(e) = spawned {
+            log::error!("could not start the /top version checker: {e}");
+        }
+        VersionChecker { shared }
+    }
+
+    /// The current data versions, read after this call began.
+    pub async fn versions(&self) -> Result<Versions, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        self.shared.wake.notify_one();
+        rx.await
+            .map_err(|_| ApiError::Internal("the /top version checker is gone".into()))?
+            .map_err(ApiError::from)
+    }
+}
+
+fn check_loop(shared: &Weak<CheckerShared>, pool: &ApiPool, reachability: &Reachability) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let batch = {
+            let mut waiting = strong.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if waiting.is_empty() {
+                // Wake now and then to notice that the application is gone.
+                waiting = strong
+                    .wake
+                    .wait_timeout(waiting, std::time::Duration::from_secs(1))
+                    .map(|(w, _)| w)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            std::mem::take(&mut *waiting)
+        };
+        drop(strong);
+        if batch.is_empty() {
+            continue;
+        }
+        let result = with_read_conn(pool, reachability, read_versions).map_err(|e| CheckError {
+            unavailable: matches!(e, ApiError::Unavailable(_)),
+            message: e.to_string(),
+        });
+        for tx in batch {
+            let _ = tx.send(result.clone());
+        }
+    }
+}
+
 /// The JSON shape of `/top`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct TopDoc {
@@ -251,7 +347,7 @@ pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiErr
         .map(|v| parse_instant("datetime", v, DayEnd::End))
         .transpose()?;
 
-    let versions = state.read(read_versions).await?;
+    let versions = state.top_versions.versions().await?;
     let tag = etag(&[
         "top",
         &format!("{}:{}", versions.0, versions.1),
