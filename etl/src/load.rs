@@ -101,6 +101,26 @@ pub fn copy_market(conn: &mut PgConnection, rows: &[MarketRow]) -> QueryResult<(
     Ok(())
 }
 
+/// Those of `coins` with no stored snapshot and no stored candle.
+pub fn coins_without_facts(
+    conn: &mut PgConnection,
+    coins: &[&str],
+) -> QueryResult<BTreeSet<String>> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = Text)]
+        key: String,
+    }
+    let keys: Vec<Key> = diesel::sql_query(
+        "SELECT c AS key FROM unnest($1::text[]) AS c \
+         WHERE NOT EXISTS (SELECT 1 FROM market m WHERE m.coin_id = c) \
+           AND NOT EXISTS (SELECT 1 FROM candles k WHERE k.coin_id = c)",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(coins)
+    .load(conn)?;
+    Ok(keys.into_iter().map(|k| k.key).collect())
+}
+
 /// Whether a COPY or insert failed because a key already exists.
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(

@@ -454,8 +454,11 @@ fn load_direct(
     changes: &mut Changes,
 ) -> Result<Option<FileReport>, EtlError> {
     let mut coins: BTreeSet<String> = BTreeSet::new();
+    // The fold keeps this file's rows only if the file loads.
+    let mut fold = changes.daily_fold.clone();
+    let candle_coins = &changes.candle_coins;
     let outcome = conn.transaction(|conn| {
-        let mut copy_error = None;
+        let mut copy_error: Option<EtlError> = None;
         let scanned = scan_file(
             file,
             detected.clone(),
@@ -465,27 +468,33 @@ fn load_direct(
             ctx.progress,
             ctx.started,
             |batch| {
-                // Files are usually sorted by coin: look a coin up once per run of rows.
-                let mut last: Option<&str> = None;
-                for row in &batch.market {
-                    if last != Some(row.coin_id.as_str()) && !coins.contains(&row.coin_id) {
-                        coins.insert(row.coin_id.clone());
+                let rows = &batch.market;
+                let unseen = fold.unseen(rows);
+                let stored = (|| -> Result<(), EtlError> {
+                    let mut fresh = BTreeSet::new();
+                    if !unseen.is_empty() {
+                        fresh = load::coins_without_facts(conn, &unseen)?;
+                        fresh.retain(|c| !candle_coins.contains(c));
                     }
-                    last = Some(row.coin_id.as_str());
+                    fold.add(&unseen, &fresh, rows)
+                        .map_err(|e| EtlError::Refresh(e.into()))?;
+                    load::copy_market(conn, rows)?;
+                    Ok(())
+                })();
+                if let Err(e) = stored {
+                    copy_error = Some(e);
+                    return false;
                 }
-                match load::copy_market(conn, &batch.market) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        copy_error = Some(e);
-                        false
-                    }
-                }
+                coins.extend(unseen.iter().map(|c| c.to_string()));
+                true
             },
         )
         .map_err(|e| DirectAbort::Failed(e.into()))?;
         match copy_error {
-            Some(e) if load::is_unique_violation(&e) => return Err(DirectAbort::Conflict),
-            Some(e) => return Err(e.into()),
+            Some(EtlError::Db(e)) if load::is_unique_violation(&e) => {
+                return Err(DirectAbort::Conflict)
+            }
+            Some(e) => return Err(DirectAbort::Failed(e)),
             None => {}
         }
         match over_budget(&scanned.report, ctx.opts.max_reject_ratio) {
@@ -500,6 +509,7 @@ fn load_direct(
             r.loaded = r.read - r.rejected;
             r.status = "loaded".into();
             changes.market_coins.extend(coins);
+            changes.daily_fold = fold;
             r
         }
         Err(DirectAbort::OverBudget(scanned, reason)) => {
@@ -659,6 +669,9 @@ struct Scanned {
 /// Validates every record of a file, handing full batches to `flush`. When `flush`
 /// returns false (it could not keep the rows), reading stops there and the result
 /// describes only the part read: the caller discards it.
+///
+/// Reading and validating run on a thread of their own, one batch ahead of `flush`, so
+/// parsing the next rows overlaps with the database storing the last ones.
 #[allow(clippy::too_many_arguments)]
 fn scan_file(
     file: &InputFile,
@@ -670,13 +683,41 @@ fn scan_file(
     run_started: Instant,
     mut flush: impl FnMut(&Batch) -> bool,
 ) -> Result<Scanned, ExtractError> {
-    let extra = detected.extra.clone();
-    let dataset = detected.dataset;
     let (ts_order, added_order) = match opts.date_order {
         Some(order) => (order, order),
         None => extract::date_orders(&file.path, &detected)?,
     };
-    let mut validator = Validator::new(detected, header, ts_order, added_order);
+    let validator = Validator::new(detected, header, ts_order, added_order);
+    let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(1);
+    std::thread::scope(|scope| {
+        let reader =
+            scope.spawn(move || read_file(file, validator, known, progress, run_started, batches));
+        while let Ok(batch) = received.recv() {
+            if !flush(&batch) {
+                break;
+            }
+        }
+        // The reader's next send fails once nobody receives: it stops there.
+        drop(received);
+        match reader.join() {
+            Ok(scanned) => scanned,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// The reading half of [`scan_file`]: validates records and sends full batches until
+/// the file ends or the receiver is gone.
+fn read_file(
+    file: &InputFile,
+    mut validator: Validator,
+    known: &mut Known,
+    progress: &Progress,
+    run_started: Instant,
+    batches: std::sync::mpsc::SyncSender<Batch>,
+) -> Result<Scanned, ExtractError> {
+    let extra = validator.extra_columns().to_vec();
+    let dataset = validator.dataset();
     let mut records = Records::open(&file.path)?;
     let _ = records.header()?;
     let mut batch = Batch::default();
@@ -711,11 +752,10 @@ fn scan_file(
             rejects.push(rejection);
         }
         if batch.len() >= FLUSH_ROWS {
-            if !flush(&batch) {
+            if batches.send(std::mem::take(&mut batch)).is_err() {
                 stopped = true;
                 break;
             }
-            batch.clear();
             let bytes = records.bytes_read();
             progress.advance(
                 bytes - reported_bytes,
@@ -726,7 +766,8 @@ fn scan_file(
         }
     }
     if !stopped && !batch.is_empty() {
-        flush(&batch);
+        // A failed send means the receiver stopped: the result is discarded anyway.
+        let _ = batches.send(batch);
     }
     progress.advance(
         file.size.saturating_sub(reported_bytes),

@@ -3,6 +3,7 @@
 //! polars transforms, and synchronises each derived table so that only rows that really
 //! differ are written. Reports which served datasets changed.
 
+use crate::rows::MarketRow;
 use crate::transform;
 use chrono::{DateTime, NaiveDate, Utc};
 use coinflow_shared::schema::{candles, market, people, rankings, tickers, trades};
@@ -11,7 +12,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use polars::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -158,12 +159,14 @@ pub struct Changes {
     pub people_changed: bool,
     pub trades_changed: bool,
     pub rejects_stored: bool,
+    pub daily_fold: DailyFold,
 }
 
 impl Changes {
     pub fn absorb(&mut self, m: &crate::load::FileMerge) {
         self.coins_changed |= m.coins_changed;
         self.market_coins.extend(m.market_coins.iter().cloned());
+        self.daily_fold.forget(&m.market_coins);
         self.ranking_coins.extend(m.ranking_coins.iter().cloned());
         self.candle_coins.extend(m.candle_coins.iter().cloned());
         self.ticker_coins.extend(m.ticker_coins.iter().cloned());
@@ -267,12 +270,17 @@ pub fn refresh(
     if ranks_changed > 0 || !changes.market_coins.is_empty() {
         changed.push("market");
     }
-    let daily_coins: Vec<String> = changes
+    // Coins with candles in this run are read back: candles win over snapshots.
+    let fold = &changes.daily_fold;
+    let (folded, read_back): (Vec<String>, Vec<String>) = changes
         .market_coins
         .union(&changes.candle_coins)
         .cloned()
-        .collect();
-    if timed("daily", || refresh_daily(conn, &daily_coins))? > 0 {
+        .partition(|c| fold.covers(c) && !changes.candle_coins.contains(c));
+    let daily_changed = timed("daily", || {
+        Ok(refresh_daily(conn, &read_back)? + store_folded_daily(conn, fold, &folded)?)
+    })?;
+    if daily_changed > 0 {
         changed.push("daily");
     }
     let ticker_coins: Vec<String> = changes.ticker_coins.iter().cloned().collect();
@@ -449,61 +457,196 @@ fn refresh_daily(conn: &mut PgConnection, coins: &[String]) -> Result<i64, Refre
         )?;
         drop((m, c));
         let out = transform::daily(market_df, candles_df)?;
-        let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
-            Ok(out.column(name)?.f64()?.iter().collect())
-        };
-        let (open, high, low, close, avg) = (
-            f("open")?,
-            f("high")?,
-            f("low")?,
-            f("close")?,
-            f("avg_price")?,
-        );
-        let (max_cap, last_vol) = (f("max_market_cap_usd")?, f("last_volume_usd")?);
-        let coin = out.column("coin_id")?.str()?;
-        let day = out.column("day")?.i32()?;
-        let samples = out.column("samples")?.i32()?;
-        let source = out.column("source")?.str()?;
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-        let rows: Vec<DailyRow> = (0..out.height())
-            .map(|i| DailyRow {
-                coin_id: coin.get(i).unwrap_or_default().to_string(),
-                day: epoch + chrono::Days::new(day.get(i).unwrap_or_default().max(0) as u64),
-                open: open[i].unwrap_or_default(),
-                high: high[i].unwrap_or_default(),
-                low: low[i].unwrap_or_default(),
-                close: close[i].unwrap_or_default(),
-                avg_price: avg[i].unwrap_or_default(),
-                max_market_cap_usd: max_cap[i],
-                last_volume_usd: last_vol[i],
-                samples: samples.get(i).unwrap_or_default(),
-                source: source.get(i).unwrap_or("market").to_string(),
-            })
-            .collect();
-        temp_table(conn, "tmp_daily", "daily")?;
-        for chunk in rows.chunks(crate::load::COPY_CHUNK) {
-            diesel::copy_from(tmp_daily::table)
-                .from_insertable(chunk)
-                .execute(conn)?;
+        changed += store_daily(conn, &out, batch)?;
+    }
+    Ok(changed)
+}
+
+/// Writes daily rows (as [`transform::daily`] shapes them) for `coins`, replacing what
+/// those coins had; returns how many rows changed.
+fn store_daily(
+    conn: &mut PgConnection,
+    out: &DataFrame,
+    coins: &[String],
+) -> Result<i64, RefreshError> {
+    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+        Ok(out.column(name)?.f64()?.iter().collect())
+    };
+    let (open, high, low, close, avg) = (
+        f("open")?,
+        f("high")?,
+        f("low")?,
+        f("close")?,
+        f("avg_price")?,
+    );
+    let (max_cap, last_vol) = (f("max_market_cap_usd")?, f("last_volume_usd")?);
+    let coin = out.column("coin_id")?.str()?;
+    let day = out.column("day")?.i32()?;
+    let samples = out.column("samples")?.i32()?;
+    let source = out.column("source")?.str()?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let rows: Vec<DailyRow> = (0..out.height())
+        .map(|i| DailyRow {
+            coin_id: coin.get(i).unwrap_or_default().to_string(),
+            day: epoch + chrono::Days::new(day.get(i).unwrap_or_default().max(0) as u64),
+            open: open[i].unwrap_or_default(),
+            high: high[i].unwrap_or_default(),
+            low: low[i].unwrap_or_default(),
+            close: close[i].unwrap_or_default(),
+            avg_price: avg[i].unwrap_or_default(),
+            max_market_cap_usd: max_cap[i],
+            last_volume_usd: last_vol[i],
+            samples: samples.get(i).unwrap_or_default(),
+            source: source.get(i).unwrap_or("market").to_string(),
+        })
+        .collect();
+    temp_table(conn, "tmp_daily", "daily")?;
+    for chunk in rows.chunks(crate::load::COPY_CHUNK) {
+        diesel::copy_from(tmp_daily::table)
+            .from_insertable(chunk)
+            .execute(conn)?;
+    }
+    Ok(sync(
+        conn,
+        "daily",
+        "tmp_daily",
+        &["coin_id", "day"],
+        &[
+            "open",
+            "high",
+            "low",
+            "close",
+            "avg_price",
+            "max_market_cap_usd",
+            "last_volume_usd",
+            "samples",
+            "source",
+        ],
+        Some(("coin_id", coins)),
+    )?)
+}
+
+/// Daily rows folded from snapshots while they load, for coins whose every snapshot and
+/// candle arrived in this run through direct loads: their daily rows need nothing read
+/// back from `market`. A coin stops qualifying when it had stored snapshots or candles
+/// before the run, when this run brings candles for it, or when a staged merge touches
+/// it; it is then refreshed by reading it back, like any other coin. Past
+/// [`DailyFold::MAX_PARTIAL_ROWS`] partial rows the fold gives up (bounded memory) and
+/// every coin is read back.
+#[derive(Debug, Default, Clone)]
+pub struct DailyFold {
+    /// Coins met by direct loads in this run, whatever they qualified as.
+    seen: BTreeSet<String>,
+    /// The coins that qualify.
+    folded: BTreeSet<String>,
+    partials: Vec<DataFrame>,
+    partial_rows: usize,
+    overflowed: bool,
+}
+
+impl DailyFold {
+    /// About 100 bytes a partial row: a few hundred MB at most.
+    pub const MAX_PARTIAL_ROWS: usize = 3_000_000;
+
+    /// Coins of `rows` not met before in this run.
+    pub fn unseen<'a>(&self, rows: &'a [MarketRow]) -> Vec<&'a str> {
+        let mut out: Vec<&str> = Vec::new();
+        let mut met: HashSet<&str> = HashSet::new();
+        let mut last = None;
+        for row in rows {
+            let id = row.coin_id.as_str();
+            // Files are usually sorted by coin: look a coin up once per run of rows.
+            if last != Some(id) && !self.seen.contains(id) && met.insert(id) {
+                out.push(id);
+            }
+            last = Some(id);
         }
-        changed += sync(
-            conn,
-            "daily",
-            "tmp_daily",
-            &["coin_id", "day"],
-            &[
-                "open",
-                "high",
-                "low",
-                "close",
-                "avg_price",
-                "max_market_cap_usd",
-                "last_volume_usd",
-                "samples",
-                "source",
-            ],
-            Some(("coin_id", batch)),
+        out
+    }
+
+    /// Records which of the newly met coins qualify (`fresh`: no stored snapshot or
+    /// candle, no candles in this run) and folds the batch's rows of qualifying coins.
+    pub fn add(
+        &mut self,
+        unseen: &[&str],
+        fresh: &BTreeSet<String>,
+        rows: &[MarketRow],
+    ) -> PolarsResult<()> {
+        for id in unseen {
+            self.seen.insert((*id).to_string());
+        }
+        self.folded.extend(fresh.iter().cloned());
+        if self.overflowed {
+            return Ok(());
+        }
+        let rows: Vec<&MarketRow> = rows
+            .iter()
+            .filter(|r| self.folded.contains(&r.coin_id))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let frame = df!(
+            "coin_id" => rows.iter().map(|r| r.coin_id.as_str()).collect::<Vec<_>>(),
+            "ts" => rows.iter().map(|r| micros(&r.ts)).collect::<Vec<_>>(),
+            "price" => rows.iter().map(|r| r.price_usd).collect::<Vec<_>>(),
+            "market_cap" => rows.iter().map(|r| r.market_cap_usd).collect::<Vec<_>>(),
+            "volume" => rows.iter().map(|r| r.volume_24h_usd).collect::<Vec<_>>()
         )?;
+        let partial = transform::daily_partials(frame)?;
+        self.partial_rows += partial.height();
+        self.partials.push(partial);
+        if self.partial_rows > Self::MAX_PARTIAL_ROWS {
+            log::info!(
+                "daily: more than {} coin-days folded while loading; every coin is read back instead",
+                Self::MAX_PARTIAL_ROWS
+            );
+            self.overflowed = true;
+            self.partials.clear();
+            self.partial_rows = 0;
+        }
+        Ok(())
+    }
+
+    /// A staged merge changed these coins' snapshots: they no longer qualify.
+    pub fn forget(&mut self, coins: &BTreeSet<String>) {
+        for coin in coins {
+            self.seen.insert(coin.clone());
+            self.folded.remove(coin);
+        }
+    }
+
+    /// Whether `coin`'s daily rows come from the fold.
+    fn covers(&self, coin: &str) -> bool {
+        !self.overflowed && self.folded.contains(coin)
+    }
+}
+
+/// Stores the folded daily rows of `coins` (qualifying coins).
+fn store_folded_daily(
+    conn: &mut PgConnection,
+    fold: &DailyFold,
+    coins: &[String],
+) -> Result<i64, RefreshError> {
+    if coins.is_empty() || fold.partials.is_empty() {
+        return Ok(0);
+    }
+    let mut partials = fold.partials[0].clone();
+    for p in &fold.partials[1..] {
+        partials.vstack_mut(p)?;
+    }
+    let out = transform::daily_from_partials(partials)?;
+    let coin = out.column("coin_id")?.str()?;
+    let mut changed = 0;
+    // Partials of coins that stopped qualifying after they were folded are left out: only
+    // qualifying coins are selected, a bounded number at a time.
+    for batch in coins.chunks(COIN_BATCH * 4) {
+        let ids: HashSet<&str> = batch.iter().map(String::as_str).collect();
+        let mask: BooleanChunked = coin
+            .iter()
+            .map(|c| c.is_some_and(|c| ids.contains(c)))
+            .collect();
+        changed += store_daily(conn, &out.filter(&mask)?, batch)?;
     }
     Ok(changed)
 }

@@ -108,6 +108,65 @@ pub fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataFrame> {
         .collect()
 }
 
+/// The snapshot half of [`daily`] in two steps, for snapshots that are folded while
+/// they load instead of being read back: [`daily_partials`] folds any slice of
+/// snapshots (coin_id, ts, price, market_cap, volume) into one partial row per coin-day,
+/// and [`daily_from_partials`] combines the partials of every slice into daily rows
+/// shaped like [`daily`]'s. A coin-day split over several slices (or files) comes out
+/// as if its snapshots had been aggregated together.
+pub fn daily_partials(market: DataFrame) -> PolarsResult<DataFrame> {
+    let day = (col("ts") - col("ts") % lit(MICROS_PER_DAY)) / lit(MICROS_PER_DAY);
+    market
+        .lazy()
+        .sort(["coin_id", "ts"], SortMultipleOptions::default())
+        .with_column(day.cast(DataType::Int32).alias("day"))
+        .group_by_stable([col("coin_id"), col("day")])
+        .agg([
+            col("ts").first().alias("first_ts"),
+            col("ts").last().alias("last_ts"),
+            col("price").first().alias("open"),
+            col("price").max().alias("high"),
+            col("price").min().alias("low"),
+            col("price").last().alias("close"),
+            col("price").sum().alias("price_sum"),
+            col("market_cap").max().alias("max_market_cap_usd"),
+            col("volume").last().alias("last_volume_usd"),
+            len().cast(DataType::Int32).alias("samples"),
+        ])
+        .collect()
+}
+
+/// Combines [`daily_partials`] outputs (concatenated) into daily rows: the open of the
+/// partial that starts first, the close and last volume of the one that ends last.
+pub fn daily_from_partials(partials: DataFrame) -> PolarsResult<DataFrame> {
+    let by_end = |c: &str| {
+        col(c)
+            .sort_by([col("last_ts")], SortMultipleOptions::default())
+            .last()
+    };
+    partials
+        .lazy()
+        .sort(
+            ["coin_id", "day", "first_ts"],
+            SortMultipleOptions::default(),
+        )
+        .group_by_stable([col("coin_id"), col("day")])
+        .agg([
+            col("open").first(),
+            col("high").max(),
+            col("low").min(),
+            by_end("close"),
+            (col("price_sum").sum() / col("samples").sum().cast(DataType::Float64))
+                .alias("avg_price"),
+            col("max_market_cap_usd").max(),
+            by_end("last_volume_usd"),
+            col("samples").sum().cast(DataType::Int32),
+        ])
+        .with_column(lit("market").alias("source"))
+        .sort(["coin_id", "day"], SortMultipleOptions::default())
+        .collect()
+}
+
 /// Sorted unique exchange ids per coin. Input: tickers(coin_id, exchange). Output:
 /// (coin_id, exchange) unique, sorted by both; the caller folds it into lists.
 pub fn coin_exchanges(tickers: DataFrame) -> PolarsResult<DataFrame> {
@@ -304,6 +363,92 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(sources, vec![Some("market"), Some("candles")]);
+    }
+
+    #[test]
+    fn daily_folded_in_slices_equals_daily_over_everything() {
+        let day = MICROS_PER_DAY;
+        // Two coins over two days, snapshots out of order, a coin-day split across
+        // slices with interleaved timestamps, and null caps and volumes.
+        let coin = ["a", "a", "b", "a", "a", "b", "a", "b"];
+        let ts = [
+            day + 50,
+            day + 10,
+            day,
+            2 * day + 5,
+            day + 30,
+            day + 7,
+            day + 40,
+            2 * day,
+        ];
+        let price = [5.0, 1.0, 7.0, 9.0, 3.0, 8.0, 4.0, 6.0];
+        let cap = [
+            Some(1.0),
+            None,
+            Some(2.0),
+            None,
+            Some(4.0),
+            None,
+            Some(3.0),
+            None,
+        ];
+        let volume = [
+            Some(1.0),
+            Some(2.0),
+            None,
+            Some(3.0),
+            Some(4.0),
+            Some(5.0),
+            None,
+            None,
+        ];
+        let frame = |range: std::ops::Range<usize>| {
+            df!(
+                "coin_id" => &coin[range.clone()],
+                "ts" => &ts[range.clone()],
+                "price" => &price[range.clone()],
+                "market_cap" => &cap[range.clone()],
+                "volume" => &volume[range]
+            )
+            .expect("df")
+        };
+        let no_candles = df!(
+            "coin_id" => Vec::<&str>::new(), "ts" => Vec::<i64>::new(),
+            "open" => Vec::<f64>::new(), "high" => Vec::<f64>::new(),
+            "low" => Vec::<f64>::new(), "close" => Vec::<f64>::new(),
+            "volume" => Vec::<Option<f64>>::new(), "market_cap" => Vec::<Option<f64>>::new()
+        )
+        .expect("df");
+        let whole = daily(frame(0..8), no_candles).expect("daily");
+        let mut partials = daily_partials(frame(0..3)).expect("partials");
+        partials
+            .vstack_mut(&daily_partials(frame(3..5)).expect("partials"))
+            .expect("vstack");
+        partials
+            .vstack_mut(&daily_partials(frame(5..8)).expect("partials"))
+            .expect("vstack");
+        let folded = daily_from_partials(partials).expect("fold");
+        assert_eq!(folded.height(), 4);
+        for name in [
+            "coin_id",
+            "day",
+            "open",
+            "high",
+            "low",
+            "close",
+            "avg_price",
+            "max_market_cap_usd",
+            "last_volume_usd",
+            "samples",
+            "source",
+        ] {
+            let a = whole.column(name).expect(name);
+            let b = folded.column(name).expect(name);
+            assert!(
+                a.equals_missing(b),
+                "{name}: {a:?} from everything, {b:?} folded"
+            );
+        }
     }
 
     #[test]

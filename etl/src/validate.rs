@@ -83,6 +83,11 @@ impl Validator {
         self.detected.dataset
     }
 
+    /// Header cells the dataset does not use, as written.
+    pub fn extra_columns(&self) -> &[String] {
+        &self.detected.extra
+    }
+
     /// Validates one record (1-based `line` of its first physical line) into `batch`.
     pub fn validate(
         &mut self,
