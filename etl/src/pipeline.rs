@@ -430,7 +430,7 @@ enum DirectAbort {
     /// A key already exists (stored, or earlier in the file): stage and merge instead.
     Conflict,
     /// Too many rejects: the file is set aside.
-    OverBudget(Scanned, String),
+    OverBudget(Box<Scanned>, String),
     Failed(EtlError),
 }
 
@@ -498,7 +498,7 @@ fn load_direct(
             None => {}
         }
         match over_budget(&scanned.report, ctx.opts.max_reject_ratio) {
-            Some(reason) => Err(DirectAbort::OverBudget(scanned, reason)),
+            Some(reason) => Err(DirectAbort::OverBudget(Box::new(scanned), reason)),
             None => Ok(scanned),
         }
     });
