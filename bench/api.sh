@@ -216,3 +216,6 @@ done
 api_rss=$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status" 2>/dev/null || echo "?")
 printf 'api_peak_rss_kb\t%s\n' "$api_rss" >>"$BENCH_RESULTS/api-data.tsv"
 bench_psql "$url" -c "TRUNCATE task_results" -c "DROP TABLE bench_coin_ids"
+# The request log holds one line per request (hundreds of MB): keep what is not routine.
+grep -v ' INFO ' "$BENCH_RESULTS/api-server.log" >"$BENCH_RESULTS/api-server-warnings.log" || true
+rm -f "$BENCH_RESULTS/api-server.log"
