@@ -13,12 +13,6 @@ const SNAPSHOT: &str = "SELECT md5(coalesce(string_agg(t, '|' ORDER BY t), '')) 
     UNION ALL SELECT f.path || f.sha256 || f.status FROM etl_files f
     UNION ALL SELECT v.dataset || v.version FROM data_versions v) x";
 
-/// market's indexes and constraints (a bulk load drops and rebuilds some of them).
-const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
-    SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'market'
-    UNION ALL SELECT conname || pg_get_constraintdef(oid) FROM pg_constraint
-    WHERE conrelid = 'market'::regclass) x";
-
 #[test]
 fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     let fx = Fixture::new();

@@ -87,12 +87,6 @@ fn duplicates_and_updates_within_a_file_and_across_runs() {
     assert_eq!(fx.count("SELECT count(*) FROM market"), 3);
 }
 
-/// market's indexes and constraints, as the catalog describes them.
-const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
-    SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'market'
-    UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
-    WHERE conrelid = 'market'::regclass) x";
-
 #[test]
 fn a_key_repeated_late_in_a_large_file_is_classified_without_doubling_rows() {
     let fx = Fixture::new();

@@ -101,6 +101,13 @@ impl Fixture {
 
 pub const COINS: &str = "id,symbol,name\nbitcoin,BTC,Bitcoin\nethereum,ETH,Ethereum\nthorchain,RUNE,THORChain\nrune-token,RUNE,Rune Token\n";
 
+/// market's indexes and constraints, as the catalog describes them (a bulk load drops
+/// and re-creates some of them).
+pub const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
+    SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'market'
+    UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE conrelid = 'market'::regclass) x";
+
 /// Every file's counts add up to its rows read.
 pub fn assert_reconciles(report: &RunReport) {
     for f in &report.files {
