@@ -27,16 +27,7 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     let schema_before = fx.text(MARKET_SCHEMA);
     let runs_before = fx.count("SELECT count(*) FROM etl_runs");
 
-    coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
-        coins: 150,
-        days: 120,
-        people: 10,
-        seed: 3,
-        out: fx.path().join("big"),
-        interval_minutes: 60,
-        with_errors: false,
-    })
-    .expect("generate");
+    generate_hourly(&fx.path().join("big"), 150, 120, 10, 3);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_coinflow-etl"))
         .args(["run", "--data-dir"])

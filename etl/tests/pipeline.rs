@@ -144,16 +144,7 @@ const DAILY_MISMATCHES: &str = "SELECT count(*) FROM daily d FULL JOIN (
 #[test]
 fn daily_folded_while_loading_matches_daily_read_back() {
     let fx = Fixture::new();
-    coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
-        coins: 30,
-        days: 200,
-        people: 5,
-        seed: 5,
-        out: fx.path().join("gen"),
-        interval_minutes: 60,
-        with_errors: false,
-    })
-    .expect("generate");
+    generate_hourly(&fx.path().join("gen"), 30, 200, 5, 5);
     for other in ["rankings.csv", "tickers.csv", "people.csv", "trades.csv"] {
         std::fs::remove_file(fx.path().join("gen").join(other)).expect("remove");
     }
@@ -180,16 +171,7 @@ fn daily_folded_while_loading_matches_daily_read_back() {
 #[test]
 fn second_run_on_same_files_changes_nothing_and_new_file_loads_alone() {
     let fx = Fixture::new();
-    coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
-        coins: 6,
-        days: 3,
-        people: 20,
-        seed: 11,
-        out: fx.path().to_path_buf(),
-        interval_minutes: 60,
-        with_errors: false,
-    })
-    .expect("generate");
+    generate_hourly(fx.path(), 6, 3, 20, 11);
     let first = fx.run();
     assert_eq!(first.status, "ok");
     assert_reconciles(&first);

@@ -108,6 +108,20 @@ pub const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
     UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
     WHERE conrelid = 'market'::regclass) x";
 
+/// `coinflow-etl generate` output (hourly snapshots, no deliberate errors) in `out`.
+pub fn generate_hourly(out: &Path, coins: usize, days: u32, people: usize, seed: u64) {
+    coinflow_etl::generate::generate(&coinflow_etl::generate::GenerateOptions {
+        coins,
+        days,
+        people,
+        seed,
+        out: out.to_path_buf(),
+        interval_minutes: 60,
+        with_errors: false,
+    })
+    .expect("generate");
+}
+
 /// Every file's counts add up to its rows read.
 pub fn assert_reconciles(report: &RunReport) {
     for f in &report.files {
