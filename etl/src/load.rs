@@ -14,8 +14,8 @@ use coinflow_shared::schema::{coin_aliases, coins, etl_files, etl_rejects, etl_r
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
-use std::collections::BTreeSet;
+use diesel::sql_types::{BigInt, Bool, Text};
+use std::collections::{BTreeSet, HashMap};
 
 /// Rows per binary COPY statement.
 pub const COPY_CHUNK: usize = 200_000;
@@ -101,21 +101,27 @@ pub fn copy_market(conn: &mut PgConnection, rows: &[MarketRow]) -> QueryResult<(
     Ok(())
 }
 
-/// Those of `coins` with no stored snapshot and no stored candle.
+/// Those of `coins` with no stored candle and, unless the caller knows `market` holds
+/// none of their rows (`check_market` false), no stored snapshot.
 pub fn coins_without_facts(
     conn: &mut PgConnection,
     coins: &[&str],
+    check_market: bool,
 ) -> QueryResult<BTreeSet<String>> {
     #[derive(QueryableByName)]
     struct Key {
         #[diesel(sql_type = Text)]
         key: String,
     }
-    let keys: Vec<Key> = diesel::sql_query(
+    let market = if check_market {
+        "NOT EXISTS (SELECT 1 FROM market m WHERE m.coin_id = c) AND"
+    } else {
+        ""
+    };
+    let keys: Vec<Key> = diesel::sql_query(format!(
         "SELECT c AS key FROM unnest($1::text[]) AS c \
-         WHERE NOT EXISTS (SELECT 1 FROM market m WHERE m.coin_id = c) \
-           AND NOT EXISTS (SELECT 1 FROM candles k WHERE k.coin_id = c)",
-    )
+         WHERE {market} NOT EXISTS (SELECT 1 FROM candles k WHERE k.coin_id = c)"
+    ))
     .bind::<diesel::sql_types::Array<Text>, _>(coins)
     .load(conn)?;
     Ok(keys.into_iter().map(|k| k.key).collect())
@@ -133,12 +139,15 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 /// re-created by [`Deferred::restore`] in the same transaction. Building an index once is
 /// several times cheaper than maintaining it row by row, and validating a foreign key is
 /// one join instead of a trigger (and a row lock on the referenced row) per loaded row.
-/// The primary key and unique constraints stay: they decide loaded, duplicate, updated.
-/// Dropping takes an ACCESS EXCLUSIVE lock on the table until the run commits, so
-/// readers wait for a bulk load instead of reading around it.
+/// Unique constraints stay: they decide loaded, duplicate, updated. The primary key is
+/// dropped too only when asked ([`defer_constraints`]): the caller then proves the keys
+/// it copies distinct ([`KeySpans`]) and restores the key ([`Deferred::restore_key`])
+/// before anything that needs it. Dropping takes an ACCESS EXCLUSIVE lock on the table
+/// until the run commits, so readers wait for a bulk load instead of reading around it.
 #[derive(Debug)]
 pub struct Deferred {
     table: &'static str,
+    key: Option<String>,
     restore: Vec<String>,
 }
 
@@ -150,14 +159,20 @@ struct Definition {
     definition: String,
 }
 
-/// Drops `table`'s foreign keys and secondary indexes, remembering their definitions
-/// exactly as the catalog holds them.
-pub fn defer_constraints(conn: &mut PgConnection, table: &'static str) -> QueryResult<Deferred> {
-    let foreign_keys: Vec<Definition> = diesel::sql_query(
+/// Drops `table`'s foreign keys and secondary indexes, and its primary key if `with_key`,
+/// remembering their definitions exactly as the catalog holds them.
+pub fn defer_constraints(
+    conn: &mut PgConnection,
+    table: &'static str,
+    with_key: bool,
+) -> QueryResult<Deferred> {
+    let constraints: Vec<Definition> = diesel::sql_query(
         "SELECT conname::text AS name, pg_get_constraintdef(oid) AS definition \
-         FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname",
+         FROM pg_constraint WHERE conrelid = $1::regclass AND (contype = 'f' OR (contype = 'p' AND $2)) \
+         ORDER BY contype = 'p' DESC, conname",
     )
     .bind::<Text, _>(table)
+    .bind::<Bool, _>(with_key)
     .load(conn)?;
     let indexes: Vec<Definition> = diesel::sql_query(
         "SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS definition \
@@ -167,29 +182,61 @@ pub fn defer_constraints(conn: &mut PgConnection, table: &'static str) -> QueryR
     )
     .bind::<Text, _>(table)
     .load(conn)?;
-    let mut restore = Vec::new();
-    for fk in &foreign_keys {
+    let mut deferred = Deferred {
+        table,
+        key: None,
+        restore: Vec::new(),
+    };
+    for constraint in &constraints {
         conn.batch_execute(&format!(
             "ALTER TABLE {table} DROP CONSTRAINT {}",
-            quote_ident(&fk.name)
+            quote_ident(&constraint.name)
         ))?;
-        restore.push(format!(
+        let add = format!(
             "ALTER TABLE {table} ADD CONSTRAINT {} {}",
-            quote_ident(&fk.name),
-            fk.definition
-        ));
+            quote_ident(&constraint.name),
+            constraint.definition
+        );
+        // The primary key comes first in `constraints`.
+        if with_key && deferred.key.is_none() {
+            deferred.key = Some(add);
+        } else {
+            deferred.restore.push(add);
+        }
     }
     for index in &indexes {
         conn.batch_execute(&format!("DROP INDEX {}", quote_ident(&index.name)))?;
-        restore.push(index.definition.clone());
+        deferred.restore.push(index.definition.clone());
     }
-    Ok(Deferred { table, restore })
+    Ok(deferred)
 }
 
 impl Deferred {
-    /// Re-creates what [`defer_constraints`] dropped; a foreign key is validated against
-    /// every row, so a row the load got wrong fails the run instead of committing.
-    pub fn restore(self, conn: &mut PgConnection) -> QueryResult<()> {
+    /// Whether the primary key is dropped: keys copied in must be proven distinct.
+    pub fn key_deferred(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Re-creates the primary key if it is dropped (for a merge, which needs it, or when
+    /// the copied keys can no longer be proven distinct).
+    pub fn restore_key(&mut self, conn: &mut PgConnection) -> QueryResult<()> {
+        if let Some(statement) = self.key.take() {
+            let started = std::time::Instant::now();
+            conn.batch_execute(&statement)?;
+            log::info!(
+                "{}: primary key built in {:.2}s",
+                self.table,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Re-creates everything [`defer_constraints`] dropped, the primary key first; a
+    /// foreign key is validated against every row, so a row the load got wrong fails the
+    /// run instead of committing.
+    pub fn restore(mut self, conn: &mut PgConnection) -> QueryResult<()> {
+        self.restore_key(conn)?;
         for statement in &self.restore {
             conn.batch_execute(statement)?;
         }
@@ -199,6 +246,70 @@ impl Deferred {
             self.restore.len()
         );
         Ok(())
+    }
+}
+
+/// Per coin, the span of timestamps copied into `market` while its primary key is
+/// dropped. A row whose timestamp lies outside its coin's span cannot repeat a key copied
+/// before, so while every row extends its coin's span (each coin's rows sorted by time,
+/// in either direction, as exports and histories are) the copied keys are distinct
+/// without an index to check them. A file's spans are kept apart until it loads.
+#[derive(Debug, Default)]
+pub struct KeySpans {
+    spans: HashMap<String, (i64, i64)>,
+}
+
+impl KeySpans {
+    /// Extends `file`'s spans (which lie on top of these) by `rows`; false at the first
+    /// row whose timestamp falls inside its coin's span: it may repeat a key.
+    pub fn extend(&self, file: &mut KeySpans, rows: &[MarketRow]) -> bool {
+        // Rows usually come coin by coin: the span of the current coin is kept at hand.
+        let mut current: Option<(&str, i64, i64)> = None;
+        for row in rows {
+            let ts = row.ts.timestamp_micros();
+            let coin = row.coin_id.as_str();
+            match current {
+                Some((c, ref mut lo, ref mut hi)) if c == coin => {
+                    if ts < *lo {
+                        *lo = ts;
+                    } else if ts > *hi {
+                        *hi = ts;
+                    } else {
+                        return false;
+                    }
+                }
+                _ => {
+                    if let Some((c, lo, hi)) = current {
+                        file.put(c, (lo, hi));
+                    }
+                    let (lo, hi) = match file.spans.get(coin).or_else(|| self.spans.get(coin)) {
+                        Some(&(lo, hi)) if ts < lo => (ts, hi),
+                        Some(&(lo, hi)) if ts > hi => (lo, ts),
+                        Some(_) => return false,
+                        None => (ts, ts),
+                    };
+                    current = Some((coin, lo, hi));
+                }
+            }
+        }
+        if let Some((c, lo, hi)) = current {
+            file.put(c, (lo, hi));
+        }
+        true
+    }
+
+    fn put(&mut self, coin: &str, span: (i64, i64)) {
+        match self.spans.get_mut(coin) {
+            Some(stored) => *stored = span,
+            None => {
+                self.spans.insert(coin.to_string(), span);
+            }
+        }
+    }
+
+    /// Takes in the spans of a file that loaded.
+    pub fn absorb(&mut self, file: KeySpans) {
+        self.spans.extend(file.spans);
     }
 }
 
@@ -748,4 +859,63 @@ pub fn bump_versions(conn: &mut PgConnection, datasets: &[&str]) -> QueryResult<
         ))
         .execute(conn)
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(keys: &[(&str, i64)]) -> Vec<MarketRow> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, (coin, hour))| MarketRow {
+                line: i as i64 + 2,
+                coin_id: coin.to_string(),
+                ts: DateTime::from_timestamp(1_700_000_000 + hour * 3600, 0).unwrap_or_default(),
+                price_usd: 1.0,
+                market_cap_usd: None,
+                volume_24h_usd: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn key_spans_accept_each_coin_in_order_either_way() {
+        let run = KeySpans::default();
+        let mut file = KeySpans::default();
+        // Coin by coin ascending, then interleaved and descending for another coin.
+        assert!(run.extend(&mut file, &rows(&[("a", 0), ("a", 1), ("a", 2), ("b", 9)])));
+        assert!(run.extend(&mut file, &rows(&[("b", 8), ("c", 0), ("b", 7), ("c", 1)])));
+        // A later file extends a coin's span below or above it.
+        let mut run = run;
+        run.absorb(file);
+        let mut next = KeySpans::default();
+        assert!(run.extend(&mut next, &rows(&[("a", -1), ("a", 3), ("b", 10)])));
+    }
+
+    #[test]
+    fn key_spans_refuse_a_timestamp_inside_its_coins_span() {
+        let run = KeySpans::default();
+        // The repeated key itself, within one batch.
+        let mut file = KeySpans::default();
+        assert!(!run.extend(&mut file, &rows(&[("a", 0), ("a", 1), ("a", 1)])));
+        // A gap filled later is refused too: it cannot be told from a repeat.
+        let mut file = KeySpans::default();
+        assert!(!run.extend(&mut file, &rows(&[("a", 0), ("a", 5), ("a", 3)])));
+        // Across batches of a file, after switching coins.
+        let mut file = KeySpans::default();
+        assert!(run.extend(&mut file, &rows(&[("a", 0), ("a", 1), ("b", 0)])));
+        assert!(!run.extend(&mut file, &rows(&[("a", 0)])));
+        // Across files: only spans of files that loaded count.
+        let mut run = KeySpans::default();
+        let mut loaded = KeySpans::default();
+        assert!(run.extend(&mut loaded, &rows(&[("a", 0), ("a", 1)])));
+        run.absorb(loaded);
+        let mut next = KeySpans::default();
+        assert!(!run.extend(&mut next, &rows(&[("a", 1)])));
+        let mut discarded = KeySpans::default();
+        assert!(run.extend(&mut discarded, &rows(&[("b", 0)])));
+        let mut next = KeySpans::default();
+        assert!(run.extend(&mut next, &rows(&[("b", 0)])));
+    }
 }

@@ -6,7 +6,7 @@
 use crate::rows::MarketRow;
 use crate::transform;
 use chrono::{DateTime, NaiveDate, Utc};
-use coinflow_shared::schema::{candles, market, people, rankings, tickers, trades};
+use coinflow_shared::schema::{candles, daily, market, people, rankings, tickers, trades};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -97,7 +97,7 @@ struct RankRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = tmp_daily, treat_none_as_default_value = false)]
+#[diesel(table_name = tmp_daily, table_name = daily, treat_none_as_default_value = false)]
 struct DailyRow {
     coin_id: String,
     day: NaiveDate,
@@ -464,6 +464,23 @@ fn refresh_daily(conn: &mut PgConnection, coins: &[String]) -> Result<i64, Refre
 
 /// Writes daily rows (as [`transform::daily`] shapes them) for `coins`, replacing what
 /// those coins had; returns how many rows changed.
+/// Whether any of `coins` has stored daily rows: one probe of daily's key per coin (a
+/// filter on `coin_id = ANY(..)` would be planned as a scan while `daily` fills up).
+fn has_daily_rows(conn: &mut PgConnection, coins: &[String]) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        stored: bool,
+    }
+    let row: Stored = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS c \
+                        WHERE EXISTS (SELECT 1 FROM daily d WHERE d.coin_id = c)) AS stored",
+    )
+    .bind::<Array<Text>, _>(coins)
+    .get_result(conn)?;
+    Ok(row.stored)
+}
+
 fn store_daily(
     conn: &mut PgConnection,
     out: &DataFrame,
@@ -500,6 +517,16 @@ fn store_daily(
             source: source.get(i).unwrap_or("market").to_string(),
         })
         .collect();
+    // Coins with no daily rows yet (a first load) need no comparison: their rows go
+    // straight in.
+    if !has_daily_rows(conn, coins)? {
+        for chunk in rows.chunks(crate::load::COPY_CHUNK) {
+            diesel::copy_from(daily::table)
+                .from_insertable(chunk)
+                .execute(conn)?;
+        }
+        return Ok(rows.len() as i64);
+    }
     temp_table(conn, "tmp_daily", "daily")?;
     for chunk in rows.chunks(crate::load::COPY_CHUNK) {
         diesel::copy_from(tmp_daily::table)

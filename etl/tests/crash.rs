@@ -24,7 +24,7 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
     );
     fx.run();
     let before = fx.text(SNAPSHOT);
-    let schema_before = fx.text(MARKET_SCHEMA);
+    let schema_before = fx.text(&schema_of("market"));
     let runs_before = fx.count("SELECT count(*) FROM etl_runs");
 
     generate_hourly(&fx.path().join("big"), 150, 120, 10, 3);
@@ -82,7 +82,7 @@ fn kill_9_mid_load_leaves_everything_as_before_and_the_next_run_completes() {
         "data and etl_files are exactly as before the run"
     );
     assert_eq!(
-        fx.text(MARKET_SCHEMA),
+        fx.text(&schema_of("market")),
         schema_before,
         "market's indexes and constraints are back"
     );

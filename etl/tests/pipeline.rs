@@ -91,8 +91,10 @@ fn duplicates_and_updates_within_a_file_and_across_runs() {
 fn a_key_repeated_late_in_a_large_file_is_classified_without_doubling_rows() {
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
-    // More rows than one COPY batch: the first batches are copied straight into market
-    // before the repeated key fails the COPY, and must be rolled back.
+    // More rows than one COPY batch: the first batches are copied straight into an empty
+    // market without its primary key, until the repeated key breaks the coin's order; the
+    // file is rolled back, the key built, the file copied again until the repeated key
+    // fails the COPY, rolled back again and classified.
     let rows = 250_000;
     let mut csv = String::from("coin_id,timestamp,price\n");
     for hour in 0..rows {
@@ -104,7 +106,7 @@ fn a_key_repeated_late_in_a_large_file_is_classified_without_doubling_rows() {
     }
     csv.push_str("bitcoin,946684800,99\n");
     fx.write("big.csv", csv);
-    let schema = fx.text(MARKET_SCHEMA);
+    let schema = fx.text(&schema_of("market"));
     let report = fx.run();
     let big = file(&report, "big.csv");
     assert_eq!(
@@ -118,13 +120,62 @@ fn a_key_repeated_late_in_a_large_file_is_classified_without_doubling_rows() {
         Some("99")
     );
     assert_eq!(
-        fx.text(MARKET_SCHEMA),
+        fx.text(&schema_of("market")),
         schema,
         "the bulk load re-created market's foreign key and indexes as they were"
     );
     assert!(schema
         .as_deref()
         .is_some_and(|s| s.contains("market_ts_idx") && s.contains("FOREIGN KEY")));
+}
+
+#[test]
+fn a_first_load_builds_the_primary_key_once_and_early_when_order_breaks() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    // Newest first for bitcoin, coins interleaved: each coin's timestamps are in order,
+    // so the keys are distinct without the primary key.
+    let mut csv = String::from("coin_id,timestamp,price\n");
+    for hour in (0..2000).rev() {
+        for coin in ["bitcoin", "ethereum"] {
+            csv.push_str(&format!("{coin},{},{}\n", 946_684_800 + hour * 3600, 1 + hour));
+        }
+    }
+    fx.write("a_history.csv", csv);
+    // A later file fills a gap inside bitcoin's span: not a repeated key, but it cannot
+    // be told from one without the key, which is built before this file loads again.
+    let mut gap = String::from("coin_id,timestamp,price\n");
+    gap.push_str(&format!("thorchain,{},7\n", 946_684_800));
+    gap.push_str(&format!("bitcoin,{},5\n", 946_684_800 + 1800));
+    fx.write("b_gap.csv", gap);
+    let market = fx.text(&schema_of("market"));
+    let daily = fx.text(&schema_of("daily"));
+    let report = fx.run();
+    assert_eq!(report.status, "ok");
+    let history = file(&report, "a_history.csv");
+    assert_eq!((history.read, history.loaded), (4000, 4000));
+    let gap = file(&report, "b_gap.csv");
+    assert_eq!(
+        (gap.read, gap.loaded, gap.duplicate, gap.updated),
+        (2, 2, 0, 0)
+    );
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 4002);
+    assert_eq!(fx.count(DAILY_MISMATCHES), 0);
+    assert_eq!(fx.text(&schema_of("market")), market, "market's key, foreign key and indexes");
+    assert_eq!(fx.text(&schema_of("daily")), daily, "daily's key and foreign key");
+    assert!(market.as_deref().is_some_and(|s| s.contains("market_pkey PRIMARY KEY")));
+    // A second load of new rows keeps the key in place (market is not empty any more).
+    fx.write(
+        "c_more.csv",
+        "coin_id,timestamp,price\nbitcoin,2001-01-01T00:00:00Z,3\nbitcoin,946684800,2\n",
+    );
+    let again = fx.run();
+    let more = file(&again, "c_more.csv");
+    assert_eq!(
+        (more.read, more.loaded, more.duplicate, more.updated),
+        (2, 1, 0, 1)
+    );
+    assert_eq!(fx.text(&schema_of("market")), market);
 }
 
 /// daily rows that disagree with an aggregate of market computed in SQL.

@@ -101,12 +101,16 @@ impl Fixture {
 
 pub const COINS: &str = "id,symbol,name\nbitcoin,BTC,Bitcoin\nethereum,ETH,Ethereum\nthorchain,RUNE,THORChain\nrune-token,RUNE,Rune Token\n";
 
-/// market's indexes and constraints, as the catalog describes them (a bulk load drops
-/// and re-creates some of them).
-pub const MARKET_SCHEMA: &str = "SELECT string_agg(d, '|' ORDER BY d) FROM (
-    SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'market'
-    UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
-    WHERE conrelid = 'market'::regclass) x";
+/// A table's indexes and constraints, as the catalog describes them (a bulk load drops
+/// and re-creates some of them): a query for [`Fixture::text`].
+pub fn schema_of(table: &str) -> String {
+    format!(
+        "SELECT string_agg(d, '|' ORDER BY d) FROM (
+            SELECT indexdef AS d FROM pg_indexes WHERE tablename = '{table}'
+            UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+            WHERE conrelid = '{table}'::regclass) x"
+    )
+}
 
 /// `coinflow-etl generate` output (hourly snapshots, no deliberate errors) in `out`.
 pub fn generate_hourly(out: &Path, coins: usize, days: u32, people: usize, seed: u64) {
