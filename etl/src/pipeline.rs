@@ -311,9 +311,10 @@ fn process(
                 let mut file_report = match file_report {
                     Some(r) => r,
                     None => {
-                        if let Some(bulk) = bulk.as_mut().filter(|_| {
-                            matches!(dataset, Dataset::Markets | Dataset::Listings)
-                        }) {
+                        if let Some(bulk) = bulk
+                            .as_mut()
+                            .filter(|_| matches!(dataset, Dataset::Markets | Dataset::Listings))
+                        {
                             // A merge into `market` decides by its primary key.
                             bulk.deferred.restore_key(conn)?;
                         }

@@ -658,22 +658,34 @@ fn store_folded_daily(
     if coins.is_empty() || fold.partials.is_empty() {
         return Ok(0);
     }
-    let mut partials = fold.partials[0].clone();
-    for p in &fold.partials[1..] {
-        partials.vstack_mut(p)?;
-    }
-    let out = transform::daily_from_partials(partials)?;
-    let coin = out.column("coin_id")?.str()?;
     let mut changed = 0;
-    // Partials of coins that stopped qualifying after they were folded are left out: only
-    // qualifying coins are selected, a bounded number at a time.
+    // One bounded batch of qualifying coins at a time: their partials are picked out of
+    // every folded slice and combined, so the combined rows never exist for all coins at
+    // once. Partials of coins that stopped qualifying after they were folded are left out.
     for batch in coins.chunks(COIN_BATCH * 4) {
         let ids: HashSet<&str> = batch.iter().map(String::as_str).collect();
-        let mask: BooleanChunked = coin
-            .iter()
-            .map(|c| c.is_some_and(|c| ids.contains(c)))
-            .collect();
-        changed += store_daily(conn, &out.filter(&mask)?, batch)?;
+        let mut picked: Option<DataFrame> = None;
+        for slice in &fold.partials {
+            let mask: BooleanChunked = slice
+                .column("coin_id")?
+                .str()?
+                .iter()
+                .map(|c| c.is_some_and(|c| ids.contains(c)))
+                .collect();
+            if !mask.any() {
+                continue;
+            }
+            let part = slice.filter(&mask)?;
+            match picked.as_mut() {
+                Some(all) => {
+                    all.vstack_mut(&part)?;
+                }
+                None => picked = Some(part),
+            }
+        }
+        if let Some(partials) = picked {
+            changed += store_daily(conn, &transform::daily_from_partials(partials)?, batch)?;
+        }
     }
     Ok(changed)
 }

@@ -138,7 +138,11 @@ fn a_first_load_builds_the_primary_key_once_and_early_when_order_breaks() {
     let mut csv = String::from("coin_id,timestamp,price\n");
     for hour in (0..2000).rev() {
         for coin in ["bitcoin", "ethereum"] {
-            csv.push_str(&format!("{coin},{},{}\n", 946_684_800 + hour * 3600, 1 + hour));
+            csv.push_str(&format!(
+                "{coin},{},{}\n",
+                946_684_800 + hour * 3600,
+                1 + hour
+            ));
         }
     }
     fx.write("a_history.csv", csv);
@@ -161,9 +165,19 @@ fn a_first_load_builds_the_primary_key_once_and_early_when_order_breaks() {
     );
     assert_eq!(fx.count("SELECT count(*) FROM market"), 4002);
     assert_eq!(fx.count(DAILY_MISMATCHES), 0);
-    assert_eq!(fx.text(&schema_of("market")), market, "market's key, foreign key and indexes");
-    assert_eq!(fx.text(&schema_of("daily")), daily, "daily's key and foreign key");
-    assert!(market.as_deref().is_some_and(|s| s.contains("market_pkey PRIMARY KEY")));
+    assert_eq!(
+        fx.text(&schema_of("market")),
+        market,
+        "market's key, foreign key and indexes"
+    );
+    assert_eq!(
+        fx.text(&schema_of("daily")),
+        daily,
+        "daily's key and foreign key"
+    );
+    assert!(market
+        .as_deref()
+        .is_some_and(|s| s.contains("market_pkey PRIMARY KEY")));
     // A second load of new rows keeps the key in place (market is not empty any more).
     fx.write(
         "c_more.csv",
