@@ -34,7 +34,8 @@ CMDS=$BENCH_RESULTS/api-commands.txt
 # Vacuum once before measuring, for the API and pgbench alike.
 vacuum_started=$(date +%s.%N)
 bench_psql "$url" -c "VACUUM (ANALYZE)"
-cf_log "VACUUM (ANALYZE) of $db in $(awk -v s="$vacuum_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
+vacuum_seconds=$(awk -v s="$vacuum_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+cf_log "VACUUM (ANALYZE) of $db in $vacuum_seconds s"
 
 # --- the API --------------------------------------------------------------------------
 port=$(pg_free_port)
@@ -223,7 +224,7 @@ for e in "${endpoints[@]}"; do
 done
 
 api_rss=$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status" 2>/dev/null || echo "?")
-printf 'api_peak_rss_kb\t%s\n' "$api_rss" >>"$BENCH_RESULTS/api-data.tsv"
+printf 'api_peak_rss_kb\t%s\nvacuum_seconds\t%s\n' "$api_rss" "$vacuum_seconds" >>"$BENCH_RESULTS/api-data.tsv"
 bench_psql "$url" -c "TRUNCATE task_results" -c "DROP TABLE bench_coin_ids"
 # The request log holds one line per request (hundreds of MB): keep what is not routine.
 grep -v ' INFO ' "$BENCH_RESULTS/api-server.log" >"$BENCH_RESULTS/api-server-warnings.log" || true

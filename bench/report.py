@@ -184,7 +184,9 @@ if api:
     w(f"Database: `{api_data.get('db', '?')}` ({fmt_int(api_data.get('market_rows'))} market rows, "
       f"{fmt_int(api_data.get('coins'))} coins, no rankings file, tickers loaded). "
       f"Historical `/top` instant: {api_data.get('historical', '?')}; latest: {api_data.get('latest', '?')}. "
-      f"coinflow-api peak RSS over the whole API run: {mib(api_data.get('api_peak_rss_kb'))} MiB.")
+      f"coinflow-api peak RSS over the whole API run: {mib(api_data.get('api_peak_rss_kb'))} MiB. "
+      f"Before measuring, `VACUUM (ANALYZE)` of the database ({api_data.get('vacuum_seconds', '?')} s), "
+      "so that autovacuum's first pass over the fresh load does not overlap the measurements.")
     w("")
     w("wrk: `-t 1` at concurrency 1, `-t 2` above, `--latency`; pgbench: `-n -M prepared -c N -j min(N,2)`,")
     w("percentiles from its per-transaction log (`-l`). The pgbench scripts (`bench/pgbench/`) hold")
