@@ -157,6 +157,9 @@ struct Definition {
     name: String,
     #[diesel(sql_type = Text)]
     definition: String,
+    /// A constraint's kind (`p` primary key, `f` foreign key); empty for an index.
+    #[diesel(sql_type = Text)]
+    kind: String,
 }
 
 /// Drops `table`'s foreign keys and secondary indexes, and its primary key if `with_key`,
@@ -167,15 +170,15 @@ pub fn defer_constraints(
     with_key: bool,
 ) -> QueryResult<Deferred> {
     let constraints: Vec<Definition> = diesel::sql_query(
-        "SELECT conname::text AS name, pg_get_constraintdef(oid) AS definition \
+        "SELECT conname::text AS name, pg_get_constraintdef(oid) AS definition, contype::text AS kind \
          FROM pg_constraint WHERE conrelid = $1::regclass AND (contype = 'f' OR (contype = 'p' AND $2)) \
-         ORDER BY contype = 'p' DESC, conname",
+         ORDER BY conname",
     )
     .bind::<Text, _>(table)
     .bind::<Bool, _>(with_key)
     .load(conn)?;
     let indexes: Vec<Definition> = diesel::sql_query(
-        "SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS definition \
+        "SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS definition, '' AS kind \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
          WHERE i.indrelid = $1::regclass AND NOT i.indisunique AND NOT i.indisprimary \
          ORDER BY c.relname",
@@ -197,8 +200,7 @@ pub fn defer_constraints(
             quote_ident(&constraint.name),
             constraint.definition
         );
-        // The primary key comes first in `constraints`.
-        if with_key && deferred.key.is_none() {
+        if constraint.kind == "p" {
             deferred.key = Some(add);
         } else {
             deferred.restore.push(add);
@@ -902,6 +904,9 @@ mod tests {
         // A gap filled later is refused too: it cannot be told from a repeat.
         let mut file = KeySpans::default();
         assert!(!run.extend(&mut file, &rows(&[("a", 0), ("a", 5), ("a", 3)])));
+        // A coin that comes back within one batch, inside its span.
+        let mut file = KeySpans::default();
+        assert!(!run.extend(&mut file, &rows(&[("a", 0), ("a", 2), ("b", 0), ("a", 1)])));
         // Across batches of a file, after switching coins.
         let mut file = KeySpans::default();
         assert!(run.extend(&mut file, &rows(&[("a", 0), ("a", 1), ("b", 0)])));

@@ -462,8 +462,6 @@ fn refresh_daily(conn: &mut PgConnection, coins: &[String]) -> Result<i64, Refre
     Ok(changed)
 }
 
-/// Writes daily rows (as [`transform::daily`] shapes them) for `coins`, replacing what
-/// those coins had; returns how many rows changed.
 /// Whether any of `coins` has stored daily rows: one probe of daily's key per coin (a
 /// filter on `coin_id = ANY(..)` would be planned as a scan while `daily` fills up).
 fn has_daily_rows(conn: &mut PgConnection, coins: &[String]) -> QueryResult<bool> {
@@ -481,6 +479,8 @@ fn has_daily_rows(conn: &mut PgConnection, coins: &[String]) -> QueryResult<bool
     Ok(row.stored)
 }
 
+/// Writes daily rows (as [`transform::daily`] shapes them) for `coins`, replacing what
+/// those coins had; returns how many rows changed.
 fn store_daily(
     conn: &mut PgConnection,
     out: &DataFrame,

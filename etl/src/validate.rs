@@ -29,6 +29,7 @@ pub mod reason {
     pub const RANK_NOT_POSITIVE: &str = "rank <= 0";
     pub const UNKNOWN_PERSON: &str = "unknown person";
     pub const INVALID_SIDE: &str = "invalid side";
+    pub const TIMESTAMP_OUT_OF_RANGE: &str = "timestamp out of range (1970-01-01 to 9999-12-31)";
 }
 
 /// The in-memory state validation resolves against: known coins and people (database
@@ -495,6 +496,9 @@ impl<'a> Fields<'a> {
                 Err(fail(self.index(column), reason::AMBIGUOUS_DATE_ORDER))
             }
             Err(ValueError::Unparsable) => Err(fail(self.index(column), reason::UNPARSABLE)),
+            Err(ValueError::OutOfRange) => {
+                Err(fail(self.index(column), reason::TIMESTAMP_OUT_OF_RANGE))
+            }
         }
     }
 

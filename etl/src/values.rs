@@ -16,7 +16,14 @@ pub fn is_missing(s: &str) -> bool {
 pub enum ValueError {
     Unparsable,
     AmbiguousDateOrder,
+    /// A timestamp outside [`TIMESTAMP_RANGE`].
+    OutOfRange,
 }
+
+/// The timestamps the warehouse takes, in UTC microseconds: 1970-01-01 to 9999-12-31.
+/// Daily rows are keyed by days since 1970, and chrono (which the load hands timestamps
+/// to) cannot represent every value a unix-microseconds field can hold.
+pub const TIMESTAMP_RANGE: std::ops::RangeInclusive<Micros> = 0..=253_402_300_799_999_999;
 
 /// A number: plain, scientific notation, or with thousands separators ("46,048,752").
 /// `Ok(None)` for the missing tokens.
@@ -133,8 +140,15 @@ fn slash_parts(s: &str) -> Option<(u32, u32, &str)> {
     Some((a.parse().ok()?, b.parse().ok()?, rest))
 }
 
-/// A timestamp in any supported form, as UTC microseconds.
+/// A timestamp in any supported form, as UTC microseconds within [`TIMESTAMP_RANGE`].
 pub fn parse_timestamp(raw: &str, order: DateOrder) -> Result<Option<Micros>, ValueError> {
+    match parse_any_timestamp(raw, order)? {
+        Some(micros) if !TIMESTAMP_RANGE.contains(&micros) => Err(ValueError::OutOfRange),
+        other => Ok(other),
+    }
+}
+
+fn parse_any_timestamp(raw: &str, order: DateOrder) -> Result<Option<Micros>, ValueError> {
     let s = raw.trim();
     if is_missing(s) {
         return Ok(None);
@@ -332,6 +346,15 @@ mod tests {
             parse_timestamp("13/09/15", DateOrder::MonthFirst),
             Err(ValueError::AmbiguousDateOrder)
         );
+        for out_of_range in ["1969-12-31T23:59:59Z", "9000000000000000000"] {
+            assert_eq!(
+                parse_timestamp(out_of_range, DateOrder::MonthFirst),
+                Err(ValueError::OutOfRange),
+                "{out_of_range}"
+            );
+        }
+        assert_eq!(ts("1970-01-01"), 0);
+        assert_eq!(ts("9999-12-31T23:59:59.999999Z"), *TIMESTAMP_RANGE.end());
         assert_eq!(
             parse_timestamp("09/13/15", DateOrder::DayFirst),
             Err(ValueError::AmbiguousDateOrder)

@@ -154,8 +154,14 @@ fn a_first_load_builds_the_primary_key_once_and_early_when_order_breaks() {
     fx.write("b_gap.csv", gap);
     let market = fx.text(&schema_of("market"));
     let daily = fx.text(&schema_of("daily"));
+    let key_before = fx.count(MARKET_KEY_OID);
     let report = fx.run();
     assert_eq!(report.status, "ok");
+    let key_built = fx.count(MARKET_KEY_OID);
+    assert_ne!(
+        key_built, key_before,
+        "the first load dropped and built the key"
+    );
     let history = file(&report, "a_history.csv");
     assert_eq!((history.read, history.loaded), (4000, 4000));
     let gap = file(&report, "b_gap.csv");
@@ -190,6 +196,50 @@ fn a_first_load_builds_the_primary_key_once_and_early_when_order_breaks() {
         (2, 1, 0, 1)
     );
     assert_eq!(fx.text(&schema_of("market")), market);
+    assert_eq!(
+        fx.count(MARKET_KEY_OID),
+        key_built,
+        "the key stayed in place"
+    );
+    assert_eq!(fx.count(DAILY_MISMATCHES), 0);
+}
+
+/// The index behind market's primary key: a new one each time the key is built.
+const MARKET_KEY_OID: &str = "SELECT 'market_pkey'::regclass::oid";
+
+#[test]
+fn repeated_keys_in_a_later_file_of_a_first_load_are_classified() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "a_history.csv",
+        "coin_id,timestamp,price\nethereum,946684800,1\nethereum,946688400,2\nethereum,946692000,3\n",
+    );
+    // Ethereum's first two hours again, one with a new price, one unchanged, and a new
+    // coin: the file breaks ethereum's order, so the key is built, the file's COPY then
+    // fails on the repeated keys, and every row is classified.
+    fx.write(
+        "b_repeat.csv",
+        "coin_id,timestamp,price\nthorchain,946684800,7\nethereum,946684800,10\nethereum,946688400,2\n",
+    );
+    let key_before = fx.count(MARKET_KEY_OID);
+    let schema = fx.text(&schema_of("market"));
+    let report = fx.run();
+    assert_eq!(report.status, "ok");
+    let repeat = file(&report, "b_repeat.csv");
+    assert_eq!(
+        (repeat.read, repeat.loaded, repeat.duplicate, repeat.updated),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 4);
+    assert_eq!(
+        fx.text("SELECT price_usd FROM market WHERE coin_id = 'ethereum' AND ts = to_timestamp(946684800)")
+            .as_deref(),
+        Some("10")
+    );
+    assert_eq!(fx.count(DAILY_MISMATCHES), 0);
+    assert_ne!(fx.count(MARKET_KEY_OID), key_before);
+    assert_eq!(fx.text(&schema_of("market")), schema);
 }
 
 /// daily rows that disagree with an aggregate of market computed in SQL.

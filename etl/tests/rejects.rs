@@ -69,6 +69,22 @@ fn unparsable_timestamp_is_rejected() {
 }
 
 #[test]
+fn timestamps_out_of_range_are_rejected() {
+    // Before 1970 (daily rows are keyed by days since then), and unix microseconds past
+    // what a timestamp can hold: rejected, not loaded as some other instant.
+    for bad in [
+        "bitcoin,1969-12-31,1,1,1",
+        "bitcoin,9000000000000000000,1,1,1",
+    ] {
+        expect_reject(
+            bad,
+            Some("timestamp"),
+            "timestamp out of range (1970-01-01 to 9999-12-31)",
+        );
+    }
+}
+
+#[test]
 fn missing_required_price_is_rejected() {
     expect_reject(
         "bitcoin,2021-02-01,,1,1",
