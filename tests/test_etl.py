@@ -259,6 +259,32 @@ def test_a_file_over_the_reject_budget_is_set_aside_and_the_run_is_partial(
     assert db.rows("SELECT status FROM etl_runs") == [("partial",)]
 
 
+def test_blank_and_set_aside_rows_are_counted_and_a_set_aside_file_is_not_reread(
+    etl: Etl, db: Database, data_dir: pathlib.Path
+):
+    write(data_dir / "coins.csv", SAMPLE["coins.csv"])
+    write(data_dir / "padded.csv", "coin_id,timestamp,price\nbitcoin,2024-01-01,1\n,,\n , ,\n")
+    write(data_dir / "bad.csv", "coin_id,timestamp,price\nbitcoin,2024-02-01,1\nbitcoin,2024-02-02,-1\n")
+
+    first = etl.run(data_dir)
+
+    assert first.code == 2, first
+    padded = first.file("padded.csv")
+    assert (padded["status"], padded["read"], padded["loaded"], padded["blank"], padded["rejected"]) == ("loaded", 3, 1, 2, 0)
+    bad = first.file("bad.csv")
+    assert (bad["status"], bad["read"], bad["rejected"], bad["set_aside"], bad["loaded"]) == ("set_aside", 2, 1, 1, 0)
+    assert db.rows("SELECT blank, set_aside FROM etl_files WHERE path IN ('padded.csv', 'bad.csv') ORDER BY path") == [
+        (0, 1),
+        (2, 0),
+    ]
+
+    again = etl.run(data_dir)
+
+    assert again.code == 2, again
+    assert "not read again" in again.file("bad.csv")["reason"]
+    assert db.count("etl_rejects") == 1, "a re-run adds no reject rows"
+
+
 def test_partial_ok_turns_exit_2_into_0_but_the_run_stays_partial(etl: Etl, db: Database, data_dir: pathlib.Path):
     write_sample(data_dir)
     write(data_dir / "bad-markets.csv", markets_with_bad_rows(good=17, bad=3))

@@ -253,3 +253,161 @@ fn an_unchanged_set_aside_file_is_not_judged_again_until_its_coins_change() {
     assert_eq!(fx.count("SELECT count(*) FROM etl_rejects"), 0);
     assert_eq!(fx.count("SELECT count(*) FROM market"), 2);
 }
+
+const KAGGLE_HEADER: &str = "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n";
+
+#[test]
+fn a_history_naming_its_coin_brings_it_and_a_listing_takes_it_over() {
+    let fx = Fixture::new();
+    // No coin list at all: a Kaggle-style history of a coin nobody knows.
+    fx.write(
+        "coin_MyToken.csv",
+        format!(
+            "{KAGGLE_HEADER}1,My Token,MYT,2021-01-01 23:59:59,2,1,1.5,1.8,100,1000\n\
+             2,My Token,MYT,2021-01-02 23:59:59,3,1,1.8,2.5,100,1200\n"
+        ),
+    );
+    // A file that gives only a bare symbol still needs a known coin.
+    fx.write(
+        "bare.csv",
+        "coin,date,price\nZZZ,2021-01-01,1\nZZZ,2021-01-02,1\n",
+    );
+    let first = fx.run();
+    let history = file(&first, "coin_MyToken.csv");
+    assert_eq!((history.status.as_str(), history.loaded), ("loaded", 2));
+    assert_eq!(history.inferred_coins, vec!["my-token (MYT, My Token)"]);
+    assert!(first
+        .render()
+        .contains("coin_MyToken.csv: coin(s) inferred from its rows: my-token (MYT, My Token)"));
+    assert_eq!(
+        fx.text("SELECT origin || ' ' || symbol || ' ' || name FROM coins WHERE id = 'my-token'")
+            .as_deref(),
+        Some("inferred MYT My Token")
+    );
+    let bare = file(&first, "bare.csv");
+    assert_eq!((bare.status.as_str(), bare.rejected), ("set_aside", 2));
+    assert_eq!(fx.rejects("bare.csv")[0].2, "unknown coin");
+
+    // A listing that knows the coin under its own slug takes the inferred identity over:
+    // its slug becomes an alias, nothing is re-keyed or duplicated.
+    fx.write(
+        "listing.csv",
+        "id,symbol,name,rank,price,timestamp\nmytoken-cmc,MYT,My Token,1,2.7,2021-01-03T00:00:00Z\n",
+    );
+    let second = fx.run();
+    assert_eq!(file(&second, "listing.csv").loaded, 1);
+    assert_eq!(fx.count("SELECT count(*) FROM coins"), 1);
+    assert_eq!(
+        fx.text("SELECT origin FROM coins WHERE id = 'my-token'")
+            .as_deref(),
+        Some("listed")
+    );
+    assert_eq!(
+        fx.text("SELECT coin_id FROM coin_aliases WHERE external_id = 'mytoken-cmc'")
+            .as_deref(),
+        Some("my-token")
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM candles WHERE coin_id = 'my-token'"),
+        2
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM market WHERE coin_id = 'my-token'"),
+        1
+    );
+}
+
+#[test]
+fn provider_ids_of_one_coin_resolve_through_the_shipped_aliases() {
+    let fx = Fixture::new();
+    fx.write(
+        "coins.csv",
+        "id,symbol,name\nbinancecoin,BNB,Binance Coin\n",
+    );
+    fx.write(
+        "markets.csv",
+        "coin_id,timestamp,price\nbinance-coin,2021-01-01,40\n",
+    );
+    let report = fx.run();
+    assert_eq!(file(&report, "markets.csv").loaded, 1);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM market WHERE coin_id = 'binancecoin'"),
+        1
+    );
+}
+
+#[test]
+fn a_tick_trade_dump_is_unrecognized_and_set_aside_without_rejects() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    let header = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount";
+    fx.write(
+        "ticks.csv",
+        format!(
+            "{header}\nbinance,BTCUSDT,1609459200000000,1609459200001000,bitcoin,buy,29000.5,0.01\n"
+        ),
+    );
+    let report = fx.run();
+    let f = file(&report, "ticks.csv");
+    assert_eq!(f.status, "unrecognized");
+    let reason = f.reason.as_deref().unwrap_or("");
+    assert!(reason.contains(header), "{reason}");
+    assert!(reason.contains("closest: markets"), "{reason}");
+    assert_eq!(f.read, 0);
+    assert_eq!(fx.count("SELECT count(*) FROM etl_rejects"), 0);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 0);
+}
+
+#[test]
+fn an_exchange_ohlcv_dump_loads_usd_pairs_as_their_base_coin() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "Binance_1d.csv",
+        "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n\
+         1609459200000,2021-01-01 00:00:00,BTC/USDT,28923.63,29600,28624.57,29331.69,54182.9,1582640000.5,1314910\n\
+         1609545600000,2021-01-02 00:00:00,BTCUSDT,29331.7,33300,28946.53,32178.33,129993.87,4097200000,2245922\n\
+         1609545600000,2021-01-02 00:00:00,ETH/BTC,0.0254,0.0256,0.0229,0.0241,100,2.4,1000\n",
+    );
+    let report = fx.run_with(|o| o.max_reject_ratio = 0.5);
+    let f = file(&report, "Binance_1d.csv");
+    assert_eq!(f.dataset.as_deref(), Some("candles"));
+    assert_eq!((f.loaded, f.rejected), (2, 1));
+    assert_eq!(
+        fx.float("SELECT volume_usd FROM candles WHERE coin_id = 'bitcoin' AND ts = '2021-01-01T00:00:00Z'"),
+        Some(1582640000.5),
+        "the volume in the quote currency"
+    );
+    let rejects = fx.rejects("Binance_1d.csv");
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0].0, 4);
+    assert!(rejects[0].2.starts_with("exchange pair not quoted in USD"));
+    assert_eq!(
+        f.numeric_extra_columns,
+        vec!["unix", "Volume BTC", "tradecount"]
+    );
+}
+
+#[test]
+fn a_market_column_is_the_market_cap_of_candles_and_numeric_extras_are_listed() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "old_scrape.csv",
+        "SNo,coin,Date,Open,High,Low,Close,Volume,market,note\n\
+         1,bitcoin,2016-01-01,430.72,436.25,427.52,434.33,36278900,6529300000,a\n\
+         2,bitcoin,2016-01-02,434.62,436.06,431.87,433.44,30096600,6517390000,b\n",
+    );
+    let report = fx.run();
+    let f = file(&report, "old_scrape.csv");
+    assert_eq!((f.dataset.as_deref(), f.loaded), (Some("candles"), 2));
+    assert_eq!(
+        fx.float("SELECT market_cap_usd FROM candles WHERE ts = '2016-01-01'"),
+        Some(6529300000.0)
+    );
+    assert_eq!(f.extra_columns, vec!["SNo", "note"]);
+    assert_eq!(f.numeric_extra_columns, vec!["SNo"], "note holds text");
+    assert!(report
+        .render()
+        .contains("old_scrape.csv: numeric column(s) not loaded: SNo"));
+}
