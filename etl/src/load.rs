@@ -431,6 +431,8 @@ pub struct MergeCounts {
     /// Later lines of the file that repeat an earlier line's key with other values, each
     /// with that first line: the first is kept, these become rejects.
     pub conflicts: Vec<(i64, i64)>,
+    /// Zeroed market caps and volumes in the loaded and updated rows.
+    pub zeroed: i64,
     /// Coins (or, for people and trades, person ids as text) with new or changed rows.
     pub changed_keys: BTreeSet<String>,
 }
@@ -448,6 +450,8 @@ struct ClassCount {
     lines: Vec<i64>,
     #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
     firsts: Vec<i64>,
+    #[diesel(sql_type = BigInt)]
+    zeroed: i64,
 }
 
 fn row_of(prefix: &str, columns: &[&str]) -> String {
@@ -484,16 +488,27 @@ fn merge(
     conn: &mut PgConnection,
     m: &Merge,
     change_key: &str,
-    staged: u64,
+    staged: &Staged<'_>,
 ) -> QueryResult<MergeCounts> {
-    if staged == 0 {
+    if staged.rows == 0 {
         return Ok(MergeCounts::default());
     }
-    match conn.transaction(|conn| insert_new_only(conn, m, change_key, staged)) {
-        Ok(counts) => Ok(counts),
-        Err(FastPath::Conflicts) => merge_classified(conn, m, change_key),
+    match conn.transaction(|conn| insert_new_only(conn, m, change_key, staged.rows)) {
+        Ok(mut counts) => {
+            counts.zeroed = staged.zeroed.iter().map(|(_, n)| n).sum();
+            Ok(counts)
+        }
+        Err(FastPath::Conflicts) => merge_classified(conn, m, change_key, staged.zeroed),
         Err(FastPath::Db(e)) => Err(e),
     }
+}
+
+/// What a file staged: its rows, and (line, count) of the rows that had market caps or
+/// volumes of 0 stored as missing (`zeroed` counts them only where they load).
+#[derive(Debug, Clone, Copy)]
+pub struct Staged<'a> {
+    pub rows: u64,
+    pub zeroed: &'a [(i64, i64)],
 }
 
 fn insert_new_only(
@@ -542,6 +557,7 @@ fn merge_classified(
     conn: &mut PgConnection,
     m: &Merge,
     change_key: &str,
+    zeroed: &[(i64, i64)],
 ) -> QueryResult<MergeCounts> {
     let keys: Vec<&str> = m.keys.iter().map(|(k, _)| *k).collect();
     let partition = keys.join(", ");
@@ -606,14 +622,17 @@ fn merge_classified(
     let sql = format!(
         "WITH s AS (SELECT line, {partition}, row_number() OVER w AS rn{value_cols} FROM {stage} \
                     WINDOW w AS (PARTITION BY {partition} ORDER BY line)), \
-         classes AS (SELECT s.{change_key}::text AS key, s.line, s.first_line, {class_expr} AS class \
-                     FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join}), \
+         classes AS (SELECT s.{change_key}::text AS key, s.line, s.first_line, {class_expr} AS class, \
+                            coalesce(z.n, 0) AS zeros \
+                     FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join} \
+                     LEFT JOIN unnest($1::int8[], $2::int8[]) AS z(line, n) ON z.line = s.line), \
          upsert AS (INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action} RETURNING 1), \
          changed AS (SELECT DISTINCT key FROM classes WHERE class IN ('loaded', 'updated')) \
          SELECT class, count(*)::int8 AS n, \
                 (SELECT coalesce(array_agg(key), '{{}}') FROM changed) AS keys, \
                 coalesce(array_agg(line ORDER BY line) FILTER (WHERE class = 'conflict'), '{{}}') AS lines, \
-                coalesce(array_agg(first_line ORDER BY line) FILTER (WHERE class = 'conflict'), '{{}}') AS firsts \
+                coalesce(array_agg(first_line ORDER BY line) FILTER (WHERE class = 'conflict'), '{{}}') AS firsts, \
+                sum(zeros)::int8 AS zeroed \
          FROM classes GROUP BY class",
         stage = m.stage,
         target = m.target,
@@ -624,11 +643,23 @@ fn merge_classified(
     // of scanning the whole (growing) target once per file.
     conn.batch_execute(&format!("ANALYZE {}", m.stage))?;
     let mut counts = MergeCounts::default();
-    for c in diesel::sql_query(sql).load::<ClassCount>(conn)? {
+    let (lines, zeros): (Vec<i64>, Vec<i64>) = zeroed.iter().copied().unzip();
+    let classes = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Array<BigInt>, _>(&lines)
+        .bind::<diesel::sql_types::Array<BigInt>, _>(&zeros)
+        .load::<ClassCount>(conn)?;
+    for c in classes {
         let n = c.n;
+        // Zeroes count where values are stored: loaded and updated rows.
         match c.class.as_str() {
-            "loaded" => counts.loaded += n,
-            "updated" => counts.updated += n,
+            "loaded" => {
+                counts.loaded += n;
+                counts.zeroed += c.zeroed;
+            }
+            "updated" => {
+                counts.updated += n;
+                counts.zeroed += c.zeroed;
+            }
             "conflict" => counts.conflicts.extend(c.lines.into_iter().zip(c.firsts)),
             _ => counts.duplicate += n,
         }
@@ -656,7 +687,7 @@ pub struct FileMerge {
 pub fn merge_file(
     conn: &mut PgConnection,
     dataset: Dataset,
-    staged: u64,
+    staged: Staged<'_>,
     new_coins: &[NewCoin],
     aliases: &[(String, String)],
 ) -> QueryResult<FileMerge> {
@@ -713,36 +744,41 @@ pub fn merge_file(
     }
     match dataset {
         Dataset::Coins => {
-            out.counts = merge(conn, &MERGE_COINS, "id", staged)?;
+            out.counts = merge(conn, &MERGE_COINS, "id", &staged)?;
             out.coins_changed |= out.counts.loaded + out.counts.updated > 0;
         }
         Dataset::Listings => {
-            out.counts = merge(conn, &MERGE_MARKET, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id", &staged)?;
             out.market_coins = out.counts.changed_keys.clone();
-            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id", staged)?.changed_keys;
+            // The rankings part of the rows: counted (and zeroed) by the market part.
+            let rankings = Staged {
+                zeroed: &[],
+                ..staged
+            };
+            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id", &rankings)?.changed_keys;
         }
         Dataset::Markets => {
-            out.counts = merge(conn, &MERGE_MARKET, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id", &staged)?;
             out.market_coins = out.counts.changed_keys.clone();
         }
         Dataset::Rankings => {
-            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id", &staged)?;
             out.ranking_coins = out.counts.changed_keys.clone();
         }
         Dataset::Candles => {
-            out.counts = merge(conn, &MERGE_CANDLES, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_CANDLES, "coin_id", &staged)?;
             out.candle_coins = out.counts.changed_keys.clone();
         }
         Dataset::Tickers => {
-            out.counts = merge(conn, &MERGE_TICKERS, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_TICKERS, "coin_id", &staged)?;
             out.ticker_coins = out.counts.changed_keys.clone();
         }
         Dataset::People => {
-            out.counts = merge(conn, &MERGE_PEOPLE, "person_id", staged)?;
+            out.counts = merge(conn, &MERGE_PEOPLE, "person_id", &staged)?;
             out.people_changed = out.counts.loaded + out.counts.updated > 0;
         }
         Dataset::Trades => {
-            out.counts = merge(conn, &MERGE_TRADES, "person_id", staged)?;
+            out.counts = merge(conn, &MERGE_TRADES, "person_id", &staged)?;
             out.trades_changed = out.counts.loaded + out.counts.updated > 0;
         }
     }

@@ -708,6 +708,7 @@ fn load_staged(
         report: mut file_report,
         mut rejects,
         valid,
+        zeroed_lines,
     } = scanned;
     if let Some(reason) = over_budget(&file_report.counts, ctx.opts.max_reject_ratio) {
         store_rejects(conn, ctx, file, &rejects, changes)?;
@@ -727,7 +728,11 @@ fn load_staged(
     // they take the file over its budget, the merge is rolled back.
     let mut budget = file_report.counts;
     let merged = conn.transaction(|conn| {
-        let merged = load::merge_file(conn, dataset, valid as u64, &new_coins, &aliases)?;
+        let staged = load::Staged {
+            rows: valid as u64,
+            zeroed: &zeroed_lines,
+        };
+        let merged = load::merge_file(conn, dataset, staged, &new_coins, &aliases)?;
         let conflicts = conflict_rejections(file, &merged.counts.conflicts)?;
         budget.rejected += conflicts.len() as i64;
         match over_budget(&budget, ctx.opts.max_reject_ratio) {
@@ -745,6 +750,7 @@ fn load_staged(
             file_report.loaded = merged.counts.loaded;
             file_report.duplicate = merged.counts.duplicate;
             file_report.updated = merged.counts.updated;
+            file_report.zeroed = merged.counts.zeroed;
             file_report.status = "loaded".into();
             if !inferred.is_empty() {
                 log::info!("{}: inferred coin(s) {}", file.name, inferred.join(", "));
@@ -900,6 +906,8 @@ struct Scanned {
     report: FileReport,
     rejects: Vec<Rejection>,
     valid: i64,
+    /// (line, count) of valid rows with zeroes stored as missing.
+    zeroed_lines: Vec<(i64, i64)>,
 }
 
 /// Validates every record of a file, handing full batches to `flush`. When `flush`
@@ -1035,6 +1043,7 @@ fn read_file(
         report,
         rejects,
         valid,
+        zeroed_lines: std::mem::take(&mut validator.zeroed_lines),
     })
 }
 

@@ -79,6 +79,9 @@ pub struct Validator {
     extra_numbers: Vec<(usize, bool)>,
     /// Market caps and volumes of exactly 0 stored as missing.
     pub zeroed: u64,
+    /// (line, count) of the valid rows that had such zeroes: a merge counts them only
+    /// for the rows it stores.
+    pub zeroed_lines: Vec<(i64, i64)>,
 }
 
 struct Fail {
@@ -116,6 +119,7 @@ impl Validator {
             file_coin: None,
             extra_numbers,
             zeroed: 0,
+            zeroed_lines: Vec::new(),
         }
     }
 
@@ -218,6 +222,7 @@ impl Validator {
             date_added_order,
             file_coin,
             zeroed,
+            zeroed_lines,
             ..
         } = self;
         let row = Fields {
@@ -399,6 +404,9 @@ impl Validator {
             }
         }
         *total_zeroed += row_zeroed;
+        if row_zeroed > 0 {
+            zeroed_lines.push((line, row_zeroed as i64));
+        }
         Ok(())
     }
 }

@@ -130,12 +130,13 @@ fn a_conflicting_duplicate_in_one_file_is_rejected_and_the_first_row_kept() {
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
     // Line 2 and line 3 are identical (a duplicate); line 4 repeats their key with
-    // another price (a conflict); the rest are distinct keys.
+    // another price and a market cap of 0 (a conflict: its zero is not counted, as it
+    // does not load); the rest are distinct keys.
     fx.write(
         "markets.csv",
         format!(
             "{MARKETS_HEADER}ethereum,2021-01-01,100,7,5\nethereum,2021-01-01,100,7,5\n\
-             ethereum,2021-01-01,200,7,5\n{}",
+             ethereum,2021-01-01,200,0,5\n{}",
             bitcoin_rows(30)
         ),
     );
@@ -143,8 +144,15 @@ fn a_conflicting_duplicate_in_one_file_is_rejected_and_the_first_row_kept() {
     let f = file(&report, "markets.csv");
     assert_eq!(f.status, "loaded");
     assert_eq!(
-        (f.read, f.loaded, f.duplicate, f.updated, f.rejected),
-        (33, 31, 1, 0, 1)
+        (
+            f.read,
+            f.loaded,
+            f.duplicate,
+            f.updated,
+            f.rejected,
+            f.zeroed
+        ),
+        (33, 31, 1, 0, 1, 0)
     );
     assert_eq!(
         fx.text("SELECT price_usd FROM market WHERE coin_id = 'ethereum'")
@@ -164,7 +172,7 @@ fn a_conflicting_duplicate_in_one_file_is_rejected_and_the_first_row_kept() {
     assert_eq!(
         fx.text("SELECT raw_line FROM etl_rejects WHERE line = 4")
             .as_deref(),
-        Some("ethereum,2021-01-01,200,7,5")
+        Some("ethereum,2021-01-01,200,0,5")
     );
     // A later file still updates the stored row.
     fx.write(
