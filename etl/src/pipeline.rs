@@ -668,7 +668,9 @@ fn load_direct(
 }
 
 /// Loads a file through its staging table: binary COPY, then one merge statement that
-/// classifies every row as loaded, duplicate or updated.
+/// classifies every row as loaded, duplicate or updated, or as a conflicting duplicate
+/// of an earlier line (a reject). Rejects take the file over its budget before the merge
+/// (then nothing is merged) or with the merge's conflicts (then the merge is rolled back).
 fn load_staged(
     conn: &mut PgConnection,
     ctx: &FileContext<'_>,
