@@ -3,9 +3,9 @@
 //! Listings may create coins, or record a CMC slug as an alias of a coin with the same
 //! symbol and name instead of creating a twin. A price history whose rows name a coin by
 //! symbol and name that nothing known matches infers it ([`CoinIndex::infer`]). Ids that
-//! providers spell differently resolve through a shipped alias table too. The index holds the coins already in the
-//! database plus those of the current run; a file that is set aside rolls its additions
-//! back.
+//! providers spell differently resolve through a shipped alias table too. The index
+//! holds the coins already in the database plus those of the current run; a file that is
+//! set aside rolls its additions back.
 
 use std::collections::HashMap;
 
