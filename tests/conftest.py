@@ -224,6 +224,81 @@ class Result:
         return {f["path"]: f["status"] for f in self.summary["files"]}
 
 
+# ------------------------------------------------------------------------------------
+# Every row accounted for (issue 12): one helper, run after every ETL run of the suite.
+
+#: The outcomes a row read can have; each row read is counted in exactly one.
+ROW_OUTCOMES = ("loaded", "duplicate", "updated", "rejected", "blank", "set_aside")
+#: Every counter of a file, as the summary and /runs/{id} name them.
+COUNTERS = ("read", *ROW_OUTCOMES, "zeroed")
+
+
+def assert_file_counts(counts: dict, where: str) -> None:
+    """read = loaded + duplicate + updated + rejected + blank + set_aside, and zeroed
+    only for a file whose rows loaded."""
+    outcomes = {k: counts[k] for k in ROW_OUTCOMES}
+    assert counts["read"] == sum(outcomes.values()), f"{where}: read {counts['read']} != sum of {outcomes}"
+    assert all(v >= 0 for v in outcomes.values()), f"{where}: {counts}"
+    if counts.get("status") in ("set_aside", "unrecognized", "skipped"):
+        assert counts["zeroed"] == 0, f"{where}: zeroed counts rows that were not loaded: {counts}"
+
+
+def assert_rows_accounted(summary: dict | None = None, database_url: str | None = None, runs: list[dict] | None = None) -> None:
+    """Checks the row identity of every file: in a run summary (run.json), in the
+    database's ledger (every file of every run, `rejected` against `etl_rejects`) and in
+    `/runs/{id}` answers (`runs`). Each source that is given is checked."""
+    reports = [("run.json", summary)] if summary is not None else []
+    reports += [(f"/runs/{run['id']}", run) for run in runs or []]
+    for source, report in reports:
+        totals = dict.fromkeys(COUNTERS, 0)
+        for f in report["files"]:
+            assert_file_counts(f, f"{source} {f['path']}")
+            for key in COUNTERS:
+                totals[key] += f[key]
+        assert {k: report["totals"][k] for k in COUNTERS} == totals, f"{source}: {report['totals']}"
+    if database_url is None:
+        return
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        ledger = conn.execute(
+            "SELECT run_id, path, sha256, status, rows_read, loaded, duplicate, updated, rejected, blank, set_aside, zeroed, "
+            "rank() OVER (PARTITION BY sha256 ORDER BY run_id DESC) = 1 AS latest, "
+            "(SELECT count(*) FROM etl_rejects r WHERE EXISTS (SELECT 1 FROM etl_files g "
+            "  WHERE g.run_id = r.run_id AND g.path = r.file AND g.sha256 = f.sha256)) AS stored "
+            "FROM etl_files f ORDER BY run_id, id"
+        ).fetchall()
+        by_run: dict[int, dict[str, dict]] = {}
+        for run_id, path, _sha, status, read, *rest in ledger:
+            counts = dict(zip(("loaded", "duplicate", "updated", "rejected", "blank", "set_aside", "zeroed"), rest[:7]))
+            counts.update(read=read, status=status)
+            latest, stored = rest[7], rest[8]
+            where = f"etl_files run {run_id} {path}"
+            assert_file_counts(counts, where)
+            if status == "unrecognized":
+                assert read == 0, where
+            # One copy of a reject per (file content, line), made by the content's
+            # latest evaluation (earlier ones may have rejected rows that load now).
+            if latest and status != "unrecognized":
+                assert stored == counts["rejected"], f"{where}: rejected {counts['rejected']}, etl_rejects holds {stored}"
+            by_run.setdefault(run_id, {})[path] = counts
+        orphans = conn.execute(
+            "SELECT r.run_id, r.file FROM etl_rejects r WHERE NOT EXISTS "
+            "(SELECT 1 FROM etl_files f WHERE f.run_id = r.run_id AND f.path = r.file AND f.status <> 'unrecognized') LIMIT 5"
+        ).fetchall()
+        assert not orphans, f"rejects of no recognised file of their run: {orphans}"
+        twice = conn.execute(
+            "SELECT f.sha256, r.line FROM etl_rejects r JOIN etl_files f ON f.run_id = r.run_id AND f.path = r.file "
+            "GROUP BY f.sha256, r.line HAVING count(*) > 1 LIMIT 5"
+        ).fetchall()
+        assert not twice, f"rejects stored twice for one (file content, line): {twice}"
+    if summary is not None and summary.get("run_id") is not None:
+        recorded = by_run.get(summary["run_id"], {})
+        for f in summary["files"]:
+            if f["status"] == "skipped":
+                continue
+            assert f["path"] in recorded, f"{f['path']} of run {summary['run_id']} is not in etl_files"
+            assert {k: recorded[f["path"]][k] for k in COUNTERS} == {k: f[k] for k in COUNTERS}, f["path"]
+
+
 # Variables of the caller's environment that would change what a test means.
 _ETL_ENV_DROPPED = ("DATA_DIR", "ETL_MAX_REJECT_RATIO", "ETL_RANK_TOLERANCE", "ETL_DB_WAIT", "LOG_CONFIG")
 
@@ -274,7 +349,23 @@ class Etl:
         result = self("run", "--data-dir", data_dir, "--summary", summary_path, *args, **kwargs)
         if summary_path.exists():
             result.summary = json.loads(summary_path.read_text())
+        self.assert_rows_accounted(result.summary)
         return result
+
+    def assert_rows_accounted(self, summary: dict | None = None) -> None:
+        """The row identity for a run's summary and every file of the ledger (when the
+        database is reachable: some tests run the ETL against none)."""
+        url = self.database_url
+        if url is not None:
+            try:
+                psycopg.connect(url, autocommit=True, connect_timeout=3).close()
+            except psycopg.Error:
+                url = None
+        if url is not None:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                migrated = conn.execute("SELECT to_regclass('etl_files') IS NOT NULL").fetchone()[0]
+            url = url if migrated else None
+        assert_rows_accounted(summary, url)
 
     def start(self, *args: str | os.PathLike, env: dict | None = None) -> subprocess.Popen:
         """Starts the ETL without waiting; stdout and stderr go to files in the workdir."""
@@ -321,9 +412,13 @@ def api_bin() -> pathlib.Path:
 
 
 @pytest.fixture
-def etl(etl_bin: pathlib.Path, db: Database, tmp_path: pathlib.Path) -> Etl:
-    """The ETL binary pointed at this test's fresh database."""
-    return Etl(etl_bin, db.url, tmp_path / "work")
+def etl(etl_bin: pathlib.Path, db: Database, tmp_path: pathlib.Path) -> Iterator[Etl]:
+    """The ETL binary pointed at this test's fresh database; after the test, every file
+    of every run it made is checked for the row identity (runs started without a
+    summary included)."""
+    runner = Etl(etl_bin, db.url, tmp_path / "work")
+    yield runner
+    runner.assert_rows_accounted()
 
 
 @pytest.fixture

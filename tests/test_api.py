@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from conftest import Api, Database, Etl, start_api, write
+from conftest import Api, Database, Etl, assert_rows_accounted, start_api, write
 
 pytestmark = pytest.mark.api
 
@@ -527,6 +527,7 @@ def test_runs_list_the_etl_runs_with_file_counts(served: Served):
     assert status in text
     for path in (r[0] for r in served.db.rows("SELECT path FROM etl_files WHERE run_id = %s", (last_run,))):
         assert path in text, f"{path} missing from /runs/{last_run}"
+    assert_rows_accounted(runs=[one.json(), *resp.json()["data"]])
 
 
 def test_openapi_describes_the_endpoints_and_docs_are_served(served: Served):

@@ -17,6 +17,7 @@ from conftest import (
     SAMPLE,
     Database,
     Etl,
+    assert_rows_accounted,
     data_rows,
     free_port,
     write,
@@ -29,13 +30,7 @@ ALL_TABLES = SERVING_TABLES + ("rankings", "tickers", "people", "trades", "etl_f
 
 def assert_counts_add_up(summary: dict) -> None:
     """Every row read ends up in exactly one bucket, per file and in the totals."""
-    totals = {k: 0 for k in ("read", "loaded", "duplicate", "updated", "rejected", "zeroed")}
-    for f in summary["files"]:
-        if f["status"] == "loaded":
-            assert f["read"] == f["loaded"] + f["duplicate"] + f["updated"] + f["rejected"], f
-        for key in totals:
-            totals[key] += f[key]
-    assert summary["totals"] == totals
+    assert_rows_accounted(summary)
 
 
 def markets_with_bad_rows(good: int, bad: int) -> str:
@@ -121,16 +116,17 @@ def test_duplicates_updates_and_zeroes_are_counted_not_lost(etl: Etl, db: Databa
         "bitcoin,2024-01-01T01:00:00Z,42100,0,100\n"  # market cap 0 means unknown
         "ethereum,2024-01-01T00:00:00Z,2300,270000000000,100\n"
         "bitcoin,2024-01-01T00:00:00Z,42000,800000000000,100\n"  # exact duplicate
-        "ethereum,2024-01-01T00:00:00Z,2301,270000000000,100\n",  # same key, new price
+        "ethereum,2024-01-01T00:00:00Z,2301,270000000000,100\n",  # same key, new price: a conflict
     )
 
-    result = etl.run(data_dir)
+    result = etl.run(data_dir, "--max-reject-ratio", "0.5")
 
     assert result.code == 0, result
     f = result.file("markets.csv")
-    assert (f["read"], f["loaded"], f["duplicate"], f["updated"], f["rejected"], f["zeroed"]) == (5, 3, 1, 1, 0, 1), f
+    assert (f["read"], f["loaded"], f["duplicate"], f["updated"], f["rejected"], f["zeroed"]) == (5, 3, 1, 0, 1, 1), f
+    assert db.rows("SELECT line, reason FROM etl_rejects") == [(6, "conflicting duplicate key (first at line 4)")]
     assert db.count("market") == 3
-    assert db.scalar("SELECT price_usd FROM market WHERE coin_id = 'ethereum'") == 2301
+    assert db.scalar("SELECT price_usd FROM market WHERE coin_id = 'ethereum'") == 2300
     assert db.scalar("SELECT market_cap_usd FROM market WHERE ts = '2024-01-01T01:00:00Z'") is None
 
 
@@ -261,6 +257,32 @@ def test_a_file_over_the_reject_budget_is_set_aside_and_the_run_is_partial(
     assert db.scalar("SELECT count(*) FROM market WHERE ts >= '2024-02-01'") == 0
     assert db.count("market") == data_rows(MARKETS_CSV)
     assert db.rows("SELECT status FROM etl_runs") == [("partial",)]
+
+
+def test_blank_and_set_aside_rows_are_counted_and_a_set_aside_file_is_not_reread(
+    etl: Etl, db: Database, data_dir: pathlib.Path
+):
+    write(data_dir / "coins.csv", SAMPLE["coins.csv"])
+    write(data_dir / "padded.csv", "coin_id,timestamp,price\nbitcoin,2024-01-01,1\n,,\n , ,\n")
+    write(data_dir / "bad.csv", "coin_id,timestamp,price\nbitcoin,2024-02-01,1\nbitcoin,2024-02-02,-1\n")
+
+    first = etl.run(data_dir)
+
+    assert first.code == 2, first
+    padded = first.file("padded.csv")
+    assert (padded["status"], padded["read"], padded["loaded"], padded["blank"], padded["rejected"]) == ("loaded", 3, 1, 2, 0)
+    bad = first.file("bad.csv")
+    assert (bad["status"], bad["read"], bad["rejected"], bad["set_aside"], bad["loaded"]) == ("set_aside", 2, 1, 1, 0)
+    assert db.rows("SELECT blank, set_aside FROM etl_files WHERE path IN ('padded.csv', 'bad.csv') ORDER BY path") == [
+        (0, 1),
+        (2, 0),
+    ]
+
+    again = etl.run(data_dir)
+
+    assert again.code == 2, again
+    assert "not read again" in again.file("bad.csv")["reason"]
+    assert db.count("etl_rejects") == 1, "a re-run adds no reject rows"
 
 
 def test_partial_ok_turns_exit_2_into_0_but_the_run_stays_partial(etl: Etl, db: Database, data_dir: pathlib.Path):

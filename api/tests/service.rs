@@ -91,7 +91,7 @@ fn runs_list_the_ledger_with_file_counts() {
     assert_eq!(runs[0]["message"], "one file set aside");
     assert_eq!(runs[0]["files"].as_array().unwrap().len(), 3);
     assert_eq!(runs[0]["totals"]["rejected"], 40);
-    assert_eq!(runs[0]["totals"]["rows_read"], 200);
+    assert_eq!(runs[0]["totals"]["read"], 200);
     assert!(
         runs[0].get("summary").is_none(),
         "the list leaves the summary out"

@@ -10,6 +10,7 @@ use crate::resolve::NewCoin;
 use crate::rows::{self, Batch, MarketRow, Rejection};
 use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::Dataset;
+use coinflow_shared::models::Counts;
 use coinflow_shared::schema::{coin_aliases, coins, etl_files, etl_rejects, etl_runs, market};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -424,9 +425,14 @@ const MERGE_TRADES: Merge = Merge {
 /// Rows of one file by outcome, plus the keys whose stored rows changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MergeCounts {
-    pub loaded: u64,
-    pub duplicate: u64,
-    pub updated: u64,
+    pub loaded: i64,
+    pub duplicate: i64,
+    pub updated: i64,
+    /// Later lines of the file that repeat an earlier line's key with other values, each
+    /// with that first line: the first is kept, these become rejects.
+    pub conflicts: Vec<(i64, i64)>,
+    /// Zeroed market caps and volumes in the loaded and updated rows.
+    pub zeroed: i64,
     /// Coins (or, for people and trades, person ids as text) with new or changed rows.
     pub changed_keys: BTreeSet<String>,
 }
@@ -439,6 +445,13 @@ struct ClassCount {
     n: i64,
     #[diesel(sql_type = diesel::sql_types::Array<Text>)]
     keys: Vec<String>,
+    /// For the `conflict` class: the lines and the first line of their key.
+    #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+    lines: Vec<i64>,
+    #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+    firsts: Vec<i64>,
+    #[diesel(sql_type = BigInt)]
+    zeroed: i64,
 }
 
 fn row_of(prefix: &str, columns: &[&str]) -> String {
@@ -475,16 +488,27 @@ fn merge(
     conn: &mut PgConnection,
     m: &Merge,
     change_key: &str,
-    staged: u64,
+    staged: &Staged<'_>,
 ) -> QueryResult<MergeCounts> {
-    if staged == 0 {
+    if staged.rows == 0 {
         return Ok(MergeCounts::default());
     }
-    match conn.transaction(|conn| insert_new_only(conn, m, change_key, staged)) {
-        Ok(counts) => Ok(counts),
-        Err(FastPath::Conflicts) => merge_classified(conn, m, change_key),
+    match conn.transaction(|conn| insert_new_only(conn, m, change_key, staged.rows)) {
+        Ok(mut counts) => {
+            counts.zeroed = staged.zeroed.iter().map(|(_, n)| n).sum();
+            Ok(counts)
+        }
+        Err(FastPath::Conflicts) => merge_classified(conn, m, change_key, staged.zeroed),
         Err(FastPath::Db(e)) => Err(e),
     }
+}
+
+/// What a file staged: its rows, and (line, count) of the rows that had market caps or
+/// volumes of 0 stored as missing (`zeroed` counts them only where they load).
+#[derive(Debug, Clone, Copy)]
+pub struct Staged<'a> {
+    pub rows: u64,
+    pub zeroed: &'a [(i64, i64)],
 }
 
 fn insert_new_only(
@@ -519,19 +543,21 @@ fn insert_new_only(
         return Err(FastPath::Conflicts);
     }
     Ok(MergeCounts {
-        loaded: staged,
+        loaded: inserted.n,
         changed_keys: inserted.keys.into_iter().collect(),
         ..MergeCounts::default()
     })
 }
 
 /// Classifies the staged rows against each other (by input line) and against the target,
-/// and upserts the last row of each key, in one statement: every part of it sees the
-/// target as it was before the upsert.
+/// and upserts the first row of each key, in one statement: every part of it sees the
+/// target as it was before the upsert. A later line with the key of an earlier one is a
+/// duplicate when its values are the same, else a conflict (a reject for the caller).
 fn merge_classified(
     conn: &mut PgConnection,
     m: &Merge,
     change_key: &str,
+    zeroed: &[(i64, i64)],
 ) -> QueryResult<MergeCounts> {
     let keys: Vec<&str> = m.keys.iter().map(|(k, _)| *k).collect();
     let partition = keys.join(", ");
@@ -549,7 +575,7 @@ fn merge_classified(
     let first_key = keys[0];
     let (value_cols, class_expr) = if m.values.is_empty() {
         (
-            String::new(),
+            ", first_value(line) OVER w AS first_line".to_string(),
             format!(
                 "CASE WHEN s.rn > 1 THEN 'duplicate' WHEN t.{first_key} IS NULL THEN 'loaded' ELSE 'duplicate' END"
             ),
@@ -557,9 +583,11 @@ fn merge_classified(
     } else {
         let v = row_of("", m.values);
         (
-            format!(", {v} AS v, lag({v}) OVER w AS prev_v"),
             format!(
-                "CASE WHEN s.rn > 1 THEN CASE WHEN s.v IS NOT DISTINCT FROM s.prev_v THEN 'duplicate' ELSE 'updated' END \
+                ", {v} AS v, first_value({v}) OVER w AS first_v, first_value(line) OVER w AS first_line"
+            ),
+            format!(
+                "CASE WHEN s.rn > 1 THEN CASE WHEN s.v IS NOT DISTINCT FROM s.first_v THEN 'duplicate' ELSE 'conflict' END \
                  WHEN t.{first_key} IS NULL THEN 'loaded' \
                  WHEN {} IS NOT DISTINCT FROM s.v THEN 'duplicate' ELSE 'updated' END",
                 row_of("t.", m.values)
@@ -572,7 +600,7 @@ fn merge_classified(
         format!("SELECT {columns} FROM {} ORDER BY line", m.stage)
     } else {
         format!(
-            "SELECT DISTINCT ON ({partition}) {columns} FROM {} ORDER BY {partition}, line DESC",
+            "SELECT DISTINCT ON ({partition}) {columns} FROM {} ORDER BY {partition}, line",
             m.stage
         )
     };
@@ -594,12 +622,17 @@ fn merge_classified(
     let sql = format!(
         "WITH s AS (SELECT line, {partition}, row_number() OVER w AS rn{value_cols} FROM {stage} \
                     WINDOW w AS (PARTITION BY {partition} ORDER BY line)), \
-         classes AS (SELECT s.{change_key}::text AS key, {class_expr} AS class \
-                     FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join}), \
+         classes AS (SELECT s.{change_key}::text AS key, s.line, s.first_line, {class_expr} AS class, \
+                            coalesce(z.n, 0) AS zeros \
+                     FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join} \
+                     LEFT JOIN unnest($1::int8[], $2::int8[]) AS z(line, n) ON z.line = s.line), \
          upsert AS (INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action} RETURNING 1), \
-         changed AS (SELECT DISTINCT key FROM classes WHERE class <> 'duplicate') \
+         changed AS (SELECT DISTINCT key FROM classes WHERE class IN ('loaded', 'updated')) \
          SELECT class, count(*)::int8 AS n, \
-                (SELECT coalesce(array_agg(key), '{{}}') FROM changed) AS keys \
+                (SELECT coalesce(array_agg(key), '{{}}') FROM changed) AS keys, \
+                coalesce(array_agg(line ORDER BY line) FILTER (WHERE class = 'conflict'), '{{}}') AS lines, \
+                coalesce(array_agg(first_line ORDER BY line) FILTER (WHERE class = 'conflict'), '{{}}') AS firsts, \
+                sum(zeros)::int8 AS zeroed \
          FROM classes GROUP BY class",
         stage = m.stage,
         target = m.target,
@@ -610,11 +643,24 @@ fn merge_classified(
     // of scanning the whole (growing) target once per file.
     conn.batch_execute(&format!("ANALYZE {}", m.stage))?;
     let mut counts = MergeCounts::default();
-    for c in diesel::sql_query(sql).load::<ClassCount>(conn)? {
-        let n = c.n as u64;
+    let (lines, zeros): (Vec<i64>, Vec<i64>) = zeroed.iter().copied().unzip();
+    let classes = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Array<BigInt>, _>(&lines)
+        .bind::<diesel::sql_types::Array<BigInt>, _>(&zeros)
+        .load::<ClassCount>(conn)?;
+    for c in classes {
+        let n = c.n;
+        // Zeroes count where values are stored: loaded and updated rows.
         match c.class.as_str() {
-            "loaded" => counts.loaded += n,
-            "updated" => counts.updated += n,
+            "loaded" => {
+                counts.loaded += n;
+                counts.zeroed += c.zeroed;
+            }
+            "updated" => {
+                counts.updated += n;
+                counts.zeroed += c.zeroed;
+            }
+            "conflict" => counts.conflicts.extend(c.lines.into_iter().zip(c.firsts)),
             _ => counts.duplicate += n,
         }
         counts.changed_keys.extend(c.keys);
@@ -641,7 +687,7 @@ pub struct FileMerge {
 pub fn merge_file(
     conn: &mut PgConnection,
     dataset: Dataset,
-    staged: u64,
+    staged: Staged<'_>,
     new_coins: &[NewCoin],
     aliases: &[(String, String)],
 ) -> QueryResult<FileMerge> {
@@ -655,6 +701,7 @@ pub fn merge_file(
                     coins::symbol.eq(&c.symbol),
                     coins::name.eq(&c.name),
                     coins::cmc_id.eq(c.cmc_id),
+                    coins::origin.eq(if c.inferred { "inferred" } else { "listed" }),
                 )
             })
             .collect();
@@ -683,39 +730,55 @@ pub fn merge_file(
                 .on_conflict_do_nothing()
                 .execute(conn)?;
         }
+        // A listing that knows an inferred coin takes it over: same id and history,
+        // the listing's id recorded as its alias.
+        let known: Vec<&String> = aliases.iter().map(|(_, coin)| coin).collect();
+        out.coins_changed |= diesel::update(
+            coins::table
+                .filter(coins::id.eq_any(known))
+                .filter(coins::origin.eq("inferred")),
+        )
+        .set(coins::origin.eq("listed"))
+        .execute(conn)?
+            > 0;
     }
     match dataset {
         Dataset::Coins => {
-            out.counts = merge(conn, &MERGE_COINS, "id", staged)?;
+            out.counts = merge(conn, &MERGE_COINS, "id", &staged)?;
             out.coins_changed |= out.counts.loaded + out.counts.updated > 0;
         }
         Dataset::Listings => {
-            out.counts = merge(conn, &MERGE_MARKET, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id", &staged)?;
             out.market_coins = out.counts.changed_keys.clone();
-            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id", staged)?.changed_keys;
+            // The rankings part of the rows: counted (and zeroed) by the market part.
+            let rankings = Staged {
+                zeroed: &[],
+                ..staged
+            };
+            out.ranking_coins = merge(conn, &MERGE_RANKINGS, "coin_id", &rankings)?.changed_keys;
         }
         Dataset::Markets => {
-            out.counts = merge(conn, &MERGE_MARKET, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_MARKET, "coin_id", &staged)?;
             out.market_coins = out.counts.changed_keys.clone();
         }
         Dataset::Rankings => {
-            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_RANKINGS, "coin_id", &staged)?;
             out.ranking_coins = out.counts.changed_keys.clone();
         }
         Dataset::Candles => {
-            out.counts = merge(conn, &MERGE_CANDLES, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_CANDLES, "coin_id", &staged)?;
             out.candle_coins = out.counts.changed_keys.clone();
         }
         Dataset::Tickers => {
-            out.counts = merge(conn, &MERGE_TICKERS, "coin_id", staged)?;
+            out.counts = merge(conn, &MERGE_TICKERS, "coin_id", &staged)?;
             out.ticker_coins = out.counts.changed_keys.clone();
         }
         Dataset::People => {
-            out.counts = merge(conn, &MERGE_PEOPLE, "person_id", staged)?;
+            out.counts = merge(conn, &MERGE_PEOPLE, "person_id", &staged)?;
             out.people_changed = out.counts.loaded + out.counts.updated > 0;
         }
         Dataset::Trades => {
-            out.counts = merge(conn, &MERGE_TRADES, "person_id", staged)?;
+            out.counts = merge(conn, &MERGE_TRADES, "person_id", &staged)?;
             out.trades_changed = out.counts.loaded + out.counts.updated > 0;
         }
     }
@@ -734,14 +797,52 @@ struct NewReject<'a> {
     raw_line: &'a str,
 }
 
-/// Stores rejects of one file with binary COPY.
+/// Stores the rejects of one evaluation of a file, keeping one copy per (file content,
+/// line): a line already stored for the same content (by an earlier run, or by a copy of
+/// the file elsewhere in the directory) is not stored again, and a stored line that this
+/// evaluation no longer rejects (its coin is known now, say) is removed, since its row is
+/// now loaded or counted as set aside. `evaluated_before` says whether the ledger holds
+/// this content already; when it does not, there is nothing to compare with. Returns
+/// whether `etl_rejects` changed.
 pub fn store_rejects(
     conn: &mut PgConnection,
     run_id: i64,
     file: &str,
+    sha256: &str,
     rejects: &[Rejection],
-) -> QueryResult<()> {
-    for chunk in rejects.chunks(COPY_CHUNK) {
+    evaluated_before: bool,
+) -> QueryResult<bool> {
+    let mut changed = false;
+    let mut stored = std::collections::HashSet::new();
+    if evaluated_before {
+        let lines: Vec<i64> = rejects.iter().map(|r| r.line).collect();
+        changed |= diesel::sql_query(
+            "DELETE FROM etl_rejects r USING etl_files f \
+             WHERE f.run_id = r.run_id AND f.path = r.file AND f.sha256 = $1 \
+               AND NOT (r.line = ANY($2))",
+        )
+        .bind::<Text, _>(sha256)
+        .bind::<diesel::sql_types::Array<BigInt>, _>(&lines)
+        .execute(conn)?
+            > 0;
+        #[derive(QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = BigInt)]
+            line: i64,
+        }
+        let found: Vec<Line> = diesel::sql_query(
+            "SELECT r.line FROM etl_rejects r JOIN etl_files f \
+               ON f.run_id = r.run_id AND f.path = r.file WHERE f.sha256 = $1",
+        )
+        .bind::<Text, _>(sha256)
+        .load(conn)?;
+        stored.extend(found.into_iter().map(|l| l.line));
+    }
+    let fresh: Vec<&Rejection> = rejects
+        .iter()
+        .filter(|r| !stored.contains(&r.line))
+        .collect();
+    for chunk in fresh.chunks(COPY_CHUNK) {
         let rows: Vec<NewReject<'_>> = chunk
             .iter()
             .map(|r| NewReject {
@@ -757,8 +858,36 @@ pub fn store_rejects(
         diesel::copy_from(etl_rejects::table)
             .from_insertable(&rows)
             .execute(conn)?;
+        changed = true;
     }
-    Ok(())
+    Ok(changed)
+}
+
+/// The latest evaluation of a file's content recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct Evaluation {
+    pub run_id: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    pub counts: Counts,
+    pub coin_list: Option<String>,
+}
+
+/// The latest evaluation of the content `sha256` (of a recognised file), if any.
+pub fn last_evaluation(conn: &mut PgConnection, sha256: &str) -> QueryResult<Option<Evaluation>> {
+    etl_files::table
+        .filter(etl_files::sha256.eq(sha256))
+        .filter(etl_files::dataset.is_not_null())
+        .order((etl_files::run_id.desc(), etl_files::id.desc()))
+        .select((
+            etl_files::run_id,
+            etl_files::status,
+            etl_files::reason,
+            Counts::as_select(),
+            etl_files::coin_list,
+        ))
+        .first(conn)
+        .optional()
 }
 
 /// Marks runs left `running` by a process that no longer holds the lock. Call with the
@@ -832,13 +961,12 @@ pub struct NewEtlFile {
     pub size_bytes: i64,
     pub status: String,
     pub reason: Option<String>,
-    pub rows_read: i64,
-    pub loaded: i64,
-    pub duplicate: i64,
-    pub updated: i64,
-    pub rejected: i64,
-    pub zeroed: i64,
+    #[diesel(embed)]
+    pub counts: Counts,
     pub seconds: f64,
+    /// For a set-aside file: [`crate::validate::Known::fingerprint`] of what it was
+    /// judged against.
+    pub coin_list: Option<String>,
 }
 
 pub fn record_file(conn: &mut PgConnection, file: &NewEtlFile) -> QueryResult<()> {

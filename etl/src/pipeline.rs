@@ -8,10 +8,11 @@ use crate::load::{self, NewEtlFile};
 use crate::refresh::{self, Changes, RefreshError};
 use crate::report::{FileReport, Progress, RunReport};
 use crate::rows::{Batch, Rejection};
-use crate::validate::{Known, Validator};
+use crate::validate::{may_infer_coins, raw_line, reason, Known, Validator};
 use crate::values::DateOrder;
 use coinflow_shared::dataset::{Dataset, Detected};
 use coinflow_shared::db::{self, DbError};
+use coinflow_shared::models::Counts;
 use coinflow_shared::schema::{coin_aliases, coins, market, people};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -134,7 +135,9 @@ fn plan(file: InputFile) -> Result<Planned, ExtractError> {
                 header: cells,
             },
             None => PlanKind::Unrecognized {
-                reason: format!("header fits no dataset: {}", cells.join(",")),
+                reason: coinflow_shared::dataset::why_unrecognized(
+                    &cells.iter().map(String::as_str).collect::<Vec<_>>(),
+                ),
                 header: Some(cells.join(",")),
             },
         },
@@ -268,35 +271,49 @@ fn process(
         match planned.kind {
             PlanKind::Unrecognized { reason, header } => {
                 log::warn!("{}: unrecognized, nothing loaded ({reason})", file.name);
-                load::record_file(
-                    conn,
-                    &ledger_row(
-                        run_id,
-                        file,
-                        None,
-                        "unrecognized",
-                        Some(&reason),
-                        &FileReport::default(),
-                    ),
-                )?;
-                report.add(FileReport {
+                let file_report = FileReport {
                     path: file.name.clone(),
                     status: "unrecognized".into(),
                     reason: Some(reason),
                     header,
                     ..FileReport::default()
-                });
+                };
+                record(conn, run_id, file, None, &file_report, None)?;
+                report.add(file_report);
             }
             PlanKind::Dataset { detected, header } => {
                 let dataset = detected.dataset;
+                let prior = load::last_evaluation(conn, &file.sha256)?;
+                if let Some(unchanged) = prior
+                    .as_ref()
+                    .filter(|_| !is_forced(opts, file))
+                    .and_then(|p| still_set_aside(p, &judged_against(&known, opts)))
+                {
+                    log::warn!(
+                        "{}: {}",
+                        file.name,
+                        unchanged.reason.as_deref().unwrap_or("")
+                    );
+                    progress.advance(file.size, 0, started.elapsed());
+                    let mut file_report = unchanged;
+                    file_report.path = file.name.clone();
+                    file_report.dataset = Some(dataset.name().to_string());
+                    file_report.extra_columns = detected.extra.clone();
+                    let coin_list = prior.and_then(|p| p.coin_list);
+                    record(conn, run_id, file, Some(dataset), &file_report, coin_list)?;
+                    report.add(file_report);
+                    continue;
+                }
                 let ctx = FileContext {
                     run_id,
                     opts,
                     progress: &progress,
                     started,
+                    evaluated_before: prior.is_some(),
                 };
                 let mut file_report = None;
-                if dataset == Dataset::Markets {
+                // Rows that bring their own coin need the coin stored first: staged.
+                if dataset == Dataset::Markets && !may_infer_coins(&detected) {
                     file_report = load_direct(
                         conn,
                         &ctx,
@@ -336,19 +353,18 @@ fn process(
                     file_report.zeroed,
                     file_report.seconds
                 );
-                let status = file_report.status.clone();
-                let reason = file_report.reason.clone();
-                load::record_file(
-                    conn,
-                    &ledger_row(
-                        run_id,
-                        file,
-                        Some(dataset),
-                        &status,
-                        reason.as_deref(),
-                        &file_report,
-                    ),
-                )?;
+                if file_report.unaccounted() != 0 {
+                    log::error!(
+                        "{}: {} row(s) of {} read are in no counter: {:?}",
+                        file.name,
+                        file_report.unaccounted(),
+                        file_report.read,
+                        file_report.counts
+                    );
+                }
+                let coin_list =
+                    (file_report.status == "set_aside").then(|| judged_against(&known, opts));
+                record(conn, run_id, file, Some(dataset), &file_report, coin_list)?;
                 report.add(file_report);
             }
         }
@@ -458,12 +474,48 @@ fn defer_market_constraints(
     }))
 }
 
-/// What every file of a run shares.
+/// What every file of a run shares, and whether the ledger has seen the file's content.
 struct FileContext<'a> {
     run_id: i64,
     opts: &'a RunOptions,
     progress: &'a Progress,
     started: Instant,
+    evaluated_before: bool,
+}
+
+/// What a file's verdict depends on besides its content: the coins and people its rows
+/// resolve against, the reject budget and the date order option.
+fn judged_against(known: &Known, opts: &RunOptions) -> String {
+    format!(
+        "{} budget={} dates={:?}",
+        known.fingerprint(),
+        opts.max_reject_ratio,
+        opts.date_order
+    )
+}
+
+/// Words that mark the reason of a set-aside file that was not read again.
+const NOT_READ_AGAIN: &str = "; unchanged since run";
+
+/// The report of a file whose content was set aside by its latest evaluation, when the
+/// coins and people it was judged against are unchanged: judging it again would give
+/// the same verdict (and store the same rejects again), so it is not read.
+fn still_set_aside(prior: &load::Evaluation, judged_against: &str) -> Option<FileReport> {
+    if prior.status != "set_aside" || prior.coin_list.as_deref() != Some(judged_against) {
+        return None;
+    }
+    let original = prior.reason.as_deref().unwrap_or("set aside");
+    let original = original.split(NOT_READ_AGAIN).next().unwrap_or(original);
+    Some(FileReport {
+        status: "set_aside".into(),
+        reason: Some(format!(
+            "{original}{NOT_READ_AGAIN} {} set it aside, and so are the coins, people and \
+             budget it was judged against: not read again (--force re-evaluates it)",
+            prior.run_id
+        )),
+        counts: prior.counts,
+        ..FileReport::default()
+    })
 }
 
 /// Why a direct load did not settle its file.
@@ -509,6 +561,7 @@ fn load_direct(
         };
         let mut file_spans = load::KeySpans::default();
         let mut coins: BTreeSet<String> = BTreeSet::new();
+        let mut copied = 0i64;
         // The fold keeps this file's rows only if the file loads.
         let mut fold = changes.daily_fold.clone();
         let candle_coins = &changes.candle_coins;
@@ -546,6 +599,7 @@ fn load_direct(
                     match stored {
                         Ok(()) => {
                             coins.extend(unseen.iter().map(|c| c.to_string()));
+                            copied += rows.len() as i64;
                             true
                         }
                         Err(EtlError::Db(e)) if load::is_unique_violation(&e) => {
@@ -563,16 +617,16 @@ fn load_direct(
             if let Some(abort) = abort {
                 return Err(abort);
             }
-            match over_budget(&scanned.report, ctx.opts.max_reject_ratio) {
+            match over_budget(&scanned.report.counts, ctx.opts.max_reject_ratio) {
                 Some(reason) => Err(DirectAbort::OverBudget(Box::new(scanned), reason)),
                 None => Ok(scanned),
             }
         });
         let mut file_report = match outcome {
             Ok(scanned) => {
-                store_rejects(conn, ctx.run_id, file, &scanned.rejects, changes)?;
+                store_rejects(conn, ctx, file, &scanned.rejects, changes)?;
                 let mut r = scanned.report;
-                r.loaded = r.read - r.rejected;
+                r.loaded = copied;
                 r.status = "loaded".into();
                 changes.market_coins.extend(coins);
                 changes.daily_fold = fold;
@@ -582,8 +636,9 @@ fn load_direct(
                 r
             }
             Err(DirectAbort::OverBudget(scanned, reason)) => {
-                store_rejects(conn, ctx.run_id, file, &scanned.rejects, changes)?;
-                set_aside(file, scanned.report, reason)
+                store_rejects(conn, ctx, file, &scanned.rejects, changes)?;
+                let valid = scanned.valid;
+                set_aside(file, scanned.report, valid, reason)
             }
             Err(DirectAbort::Conflict) => {
                 log::info!(
@@ -613,7 +668,9 @@ fn load_direct(
 }
 
 /// Loads a file through its staging table: binary COPY, then one merge statement that
-/// classifies every row as loaded, duplicate or updated.
+/// classifies every row as loaded, duplicate or updated, or as a conflicting duplicate
+/// of an earlier line (a reject). Rejects take the file over its budget before the merge
+/// (then nothing is merged) or with the merge's conflicts (then the merge is rolled back).
 fn load_staged(
     conn: &mut PgConnection,
     ctx: &FileContext<'_>,
@@ -624,10 +681,10 @@ fn load_staged(
     changes: &mut Changes,
 ) -> Result<FileReport, EtlError> {
     let dataset = detected.dataset;
-    let snapshot = matches!(
+    let snapshot = (matches!(
         dataset,
         Dataset::Coins | Dataset::Listings | Dataset::People
-    )
+    ) || may_infer_coins(&detected))
     .then(|| known.clone());
     let mut stage_error = None;
     let scanned = scan_file(
@@ -649,54 +706,155 @@ fn load_staged(
     if let Some(e) = stage_error {
         return Err(e.into());
     }
-    store_rejects(conn, ctx.run_id, file, &scanned.rejects, changes)?;
-    if let Some(reason) = over_budget(&scanned.report, ctx.opts.max_reject_ratio) {
+    let Scanned {
+        report: mut file_report,
+        mut rejects,
+        valid,
+        zeroed_lines,
+    } = scanned;
+    if let Some(reason) = over_budget(&file_report.counts, ctx.opts.max_reject_ratio) {
+        store_rejects(conn, ctx, file, &rejects, changes)?;
         load::truncate_staging(conn, dataset)?;
         if let Some(snapshot) = snapshot {
             *known = snapshot;
         }
-        return Ok(set_aside(file, scanned.report, reason));
+        return Ok(set_aside(file, file_report, valid, reason));
     }
-    let mut file_report = scanned.report;
     let (new_coins, aliases) = known.coins.take_pending();
-    let merged = load::merge_file(
-        conn,
-        dataset,
-        file_report.read - file_report.rejected,
-        &new_coins,
-        &aliases,
-    )?;
+    let inferred: Vec<String> = new_coins
+        .iter()
+        .filter(|c| c.inferred)
+        .map(|c| format!("{} ({}, {})", c.id, c.symbol, c.name))
+        .collect();
+    // The merge finds the file's conflicting duplicates, which are rejects too: when
+    // they take the file over its budget, the merge is rolled back.
+    let mut budget = file_report.counts;
+    let merged = conn.transaction(|conn| {
+        let staged = load::Staged {
+            rows: valid as u64,
+            zeroed: &zeroed_lines,
+        };
+        let merged = load::merge_file(conn, dataset, staged, &new_coins, &aliases)?;
+        let conflicts = conflict_rejections(file, &merged.counts.conflicts)?;
+        budget.rejected += conflicts.len() as i64;
+        match over_budget(&budget, ctx.opts.max_reject_ratio) {
+            Some(reason) => Err(StagedAbort::OverBudget(Box::new(merged), conflicts, reason)),
+            None => Ok((merged, conflicts)),
+        }
+    });
     load::truncate_staging(conn, dataset)?;
-    changes.absorb(&merged);
-    file_report.loaded = merged.counts.loaded;
-    file_report.duplicate = merged.counts.duplicate;
-    file_report.updated = merged.counts.updated;
-    file_report.status = "loaded".into();
-    Ok(file_report)
+    match merged {
+        Ok((merged, conflicts)) => {
+            rejects.extend(conflicts);
+            store_rejects(conn, ctx, file, &rejects, changes)?;
+            changes.absorb(&merged);
+            file_report.rejected = rejects.len() as i64;
+            file_report.loaded = merged.counts.loaded;
+            file_report.duplicate = merged.counts.duplicate;
+            file_report.updated = merged.counts.updated;
+            file_report.zeroed = merged.counts.zeroed;
+            file_report.status = "loaded".into();
+            if !inferred.is_empty() {
+                log::info!("{}: inferred coin(s) {}", file.name, inferred.join(", "));
+            }
+            file_report.inferred_coins = inferred;
+            Ok(file_report)
+        }
+        Err(StagedAbort::OverBudget(merged, conflicts, reason)) => {
+            rejects.extend(conflicts);
+            store_rejects(conn, ctx, file, &rejects, changes)?;
+            if let Some(snapshot) = snapshot {
+                *known = snapshot;
+            }
+            file_report.rejected = rejects.len() as i64;
+            let kept = merged.counts.loaded + merged.counts.duplicate + merged.counts.updated;
+            Ok(set_aside(file, file_report, kept, reason))
+        }
+        Err(StagedAbort::Failed(e)) => Err(e),
+    }
+}
+
+/// Why the merge of a staged file was rolled back.
+enum StagedAbort {
+    /// Its conflicting duplicates took it over the reject budget.
+    OverBudget(Box<load::FileMerge>, Vec<Rejection>, String),
+    Failed(EtlError),
+}
+
+impl From<diesel::result::Error> for StagedAbort {
+    fn from(e: diesel::result::Error) -> Self {
+        StagedAbort::Failed(e.into())
+    }
+}
+
+impl From<ExtractError> for StagedAbort {
+    fn from(e: ExtractError) -> Self {
+        StagedAbort::Failed(e.into())
+    }
+}
+
+/// The rejects of later lines that repeat an earlier line's key with other values
+/// (`(line, first line)` pairs from the merge), with their lines as read from the file.
+fn conflict_rejections(
+    file: &InputFile,
+    conflicts: &[(i64, i64)],
+) -> Result<Vec<Rejection>, ExtractError> {
+    if conflicts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let firsts: std::collections::HashMap<i64, i64> = conflicts.iter().copied().collect();
+    let mut out = Vec::with_capacity(conflicts.len());
+    let mut records = Records::open(&file.path)?;
+    let _ = records.header()?;
+    while out.len() < firsts.len() {
+        let Some((line, record)) = records.next_record()? else {
+            break;
+        };
+        if let Some(first) = firsts.get(&line) {
+            out.push(Rejection {
+                line,
+                column: None,
+                raw_value: None,
+                reason: format!("{} (first at line {first})", reason::CONFLICTING_DUPLICATE),
+                raw_line: raw_line(record),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn store_rejects(
     conn: &mut PgConnection,
-    run_id: i64,
+    ctx: &FileContext<'_>,
     file: &InputFile,
     rejects: &[Rejection],
     changes: &mut Changes,
 ) -> QueryResult<()> {
-    if !rejects.is_empty() {
-        load::store_rejects(conn, run_id, &file.name, rejects)?;
-        changes.rejects_stored = true;
+    if !rejects.is_empty() || ctx.evaluated_before {
+        changes.rejects_stored |= load::store_rejects(
+            conn,
+            ctx.run_id,
+            &file.name,
+            &file.sha256,
+            rejects,
+            ctx.evaluated_before,
+        )?;
     }
     Ok(())
 }
 
-fn set_aside(file: &InputFile, mut report: FileReport, reason: String) -> FileReport {
+/// A file over its reject budget: none of its rows load; `valid` rows passed every check
+/// and are counted as set aside.
+fn set_aside(file: &InputFile, mut report: FileReport, valid: i64, reason: String) -> FileReport {
     log::error!("{}: set aside, nothing loaded: {reason}", file.name);
     report.status = "set_aside".into();
     report.reason = Some(reason);
+    report.set_aside = valid;
+    report.zeroed = 0;
     report
 }
 
-fn rate(rows: u64, seconds: f64) -> f64 {
+fn rate(rows: i64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         rows as f64 / seconds
     } else {
@@ -704,48 +862,54 @@ fn rate(rows: u64, seconds: f64) -> f64 {
     }
 }
 
-fn over_budget(report: &FileReport, ratio: f64) -> Option<String> {
-    (report.read > 0 && report.rejected as f64 > ratio * report.read as f64).then(|| {
+/// The reject budget: rejected rows over the rows that are data (blank rows are not).
+fn over_budget(counts: &Counts, ratio: f64) -> Option<String> {
+    let data = counts.read - counts.blank;
+    (data > 0 && counts.reject_ratio() > ratio).then(|| {
         format!(
             "{} of {} rows rejected ({:.1}%), over the {:.1}% reject budget",
-            report.rejected,
-            report.read,
-            100.0 * report.rejected as f64 / report.read as f64,
+            counts.rejected,
+            data,
+            100.0 * counts.reject_ratio(),
             100.0 * ratio
         )
     })
 }
 
-fn ledger_row(
+/// Records a file's outcome in the ledger (`etl_files`).
+fn record(
+    conn: &mut PgConnection,
     run_id: i64,
     file: &InputFile,
     dataset: Option<Dataset>,
-    status: &str,
-    reason: Option<&str>,
     r: &FileReport,
-) -> NewEtlFile {
-    NewEtlFile {
-        run_id,
-        path: file.name.clone(),
-        sha256: file.sha256.clone(),
-        dataset: dataset.map(|d| d.name().to_string()),
-        size_bytes: file.size as i64,
-        status: status.to_string(),
-        reason: reason.map(str::to_string),
-        rows_read: r.read as i64,
-        loaded: r.loaded as i64,
-        duplicate: r.duplicate as i64,
-        updated: r.updated as i64,
-        rejected: r.rejected as i64,
-        zeroed: r.zeroed as i64,
-        seconds: r.seconds,
-    }
+    coin_list: Option<String>,
+) -> QueryResult<()> {
+    load::record_file(
+        conn,
+        &NewEtlFile {
+            run_id,
+            path: file.name.clone(),
+            sha256: file.sha256.clone(),
+            dataset: dataset.map(|d| d.name().to_string()),
+            size_bytes: file.size as i64,
+            status: r.status.clone(),
+            reason: r.reason.clone(),
+            counts: r.counts,
+            seconds: r.seconds,
+            coin_list,
+        },
+    )
 }
 
-/// A file after validation: its partial report (read, rejected, zeroed) and rejects.
+/// A file after validation: its partial report (read, rejected, blank, zeroed), its
+/// rejects and how many rows passed validation.
 struct Scanned {
     report: FileReport,
     rejects: Vec<Rejection>,
+    valid: i64,
+    /// (line, count) of valid rows with zeroes stored as missing.
+    zeroed_lines: Vec<(i64, i64)>,
 }
 
 /// Validates every record of a file, handing full batches to `flush`. When `flush`
@@ -804,7 +968,9 @@ fn read_file(
     let _ = records.header()?;
     let mut batch = Batch::default();
     let mut rejects = Vec::new();
-    let mut read = 0u64;
+    let mut read = 0i64;
+    let mut blank = 0i64;
+    let mut valid = 0i64;
     let mut reported_bytes = 0u64;
     let mut stopped = false;
     loop {
@@ -830,8 +996,13 @@ fn read_file(
             Err(e) => return Err(e),
         };
         read += 1;
-        if let Err(rejection) = validator.validate(known, line, record, &mut batch) {
-            rejects.push(rejection);
+        if is_blank(record) {
+            blank += 1;
+        } else {
+            match validator.validate(known, line, record, &mut batch) {
+                Ok(()) => valid += 1,
+                Err(rejection) => rejects.push(rejection),
+            }
         }
         if batch.len() >= FLUSH_ROWS {
             if batches.send(std::mem::take(&mut batch)).is_err() {
@@ -859,13 +1030,30 @@ fn read_file(
     let report = FileReport {
         path: file.name.clone(),
         dataset: Some(dataset.name().to_string()),
-        read,
-        rejected: rejects.len() as u64,
-        zeroed: validator.zeroed,
+        counts: Counts {
+            read,
+            rejected: rejects.len() as i64,
+            blank,
+            zeroed: validator.zeroed as i64,
+            ..Counts::default()
+        },
         extra_columns: extra,
+        numeric_extra_columns: validator.numeric_extra_columns(),
         ..FileReport::default()
     };
-    Ok(Scanned { report, rejects })
+    Ok(Scanned {
+        report,
+        rejects,
+        valid,
+        zeroed_lines: std::mem::take(&mut validator.zeroed_lines),
+    })
+}
+
+/// A row whose every cell is empty (spreadsheet padding): not data.
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record
+        .iter()
+        .all(|field| field.iter().all(u8::is_ascii_whitespace))
 }
 
 /// Validates a directory without a database: coins resolve against the directory's own
@@ -905,6 +1093,7 @@ pub fn check(dir: &Path, opts: &RunOptions) -> Result<RunReport, EtlError> {
                     started,
                     |_| true,
                 )?;
+                let valid = scanned.valid;
                 let mut r = scanned.report;
                 for reject in scanned.rejects.iter().take(20) {
                     log::warn!(
@@ -916,14 +1105,16 @@ pub fn check(dir: &Path, opts: &RunOptions) -> Result<RunReport, EtlError> {
                         reject.raw_value.as_deref().unwrap_or("")
                     );
                 }
-                if let Some(reason) = over_budget(&r, opts.max_reject_ratio) {
+                if let Some(reason) = over_budget(&r.counts, opts.max_reject_ratio) {
                     known = snapshot;
                     r.status = "set_aside".into();
                     r.reason = Some(reason);
+                    r.set_aside = valid;
+                    r.zeroed = 0;
                 } else {
                     let _ = known.coins.take_pending();
                     r.status = "loaded".into();
-                    r.loaded = r.read - r.rejected;
+                    r.loaded = valid;
                 }
                 r.seconds = file_started.elapsed().as_secs_f64();
                 r.rows_per_sec = rate(r.read, r.seconds);

@@ -1,11 +1,13 @@
 //! Reporting: the per-file and per-run summary (like pgloader's), its JSON form for
 //! `--summary`, and live progress on a terminal.
 
+use coinflow_shared::models::Counts;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-/// One input file's outcome.
+/// One input file's outcome. Its counts are reached through it (`report.loaded`):
+/// they are what a file report is about.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct FileReport {
     pub path: String,
@@ -13,29 +15,38 @@ pub struct FileReport {
     /// `loaded`, `set_aside`, `unrecognized` or `skipped` (already loaded, unchanged).
     pub status: String,
     pub reason: Option<String>,
-    pub read: u64,
-    pub loaded: u64,
-    pub duplicate: u64,
-    pub updated: u64,
-    pub rejected: u64,
-    pub zeroed: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub seconds: f64,
     pub rows_per_sec: f64,
     pub extra_columns: Vec<String>,
+    /// Extra columns that hold numbers: kept nowhere, listed so the user sees them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub numeric_extra_columns: Vec<String>,
+    /// Coins this file's rows named by symbol and name that no coin list knew, created
+    /// as `id (SYMBOL, Name)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inferred_coins: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
 }
 
-/// Totals over all files of a run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Totals {
-    pub read: u64,
-    pub loaded: u64,
-    pub duplicate: u64,
-    pub updated: u64,
-    pub rejected: u64,
-    pub zeroed: u64,
+impl std::ops::Deref for FileReport {
+    type Target = Counts;
+
+    fn deref(&self) -> &Counts {
+        &self.counts
+    }
 }
+
+impl std::ops::DerefMut for FileReport {
+    fn deref_mut(&mut self) -> &mut Counts {
+        &mut self.counts
+    }
+}
+
+/// Totals over all files of a run.
+pub type Totals = Counts;
 
 /// A whole run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -51,12 +62,7 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn add(&mut self, file: FileReport) {
-        self.totals.read += file.read;
-        self.totals.loaded += file.loaded;
-        self.totals.duplicate += file.duplicate;
-        self.totals.updated += file.updated;
-        self.totals.rejected += file.rejected;
-        self.totals.zeroed += file.zeroed;
+        self.totals.add(&file.counts);
         self.files.push(file);
     }
 
@@ -75,7 +81,7 @@ impl RunReport {
             .clamp(4, 60);
         let mut out = String::new();
         let header = format!(
-            "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>11}\n",
+            "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8} {:>11}\n",
             "file",
             "dataset",
             "read",
@@ -83,6 +89,8 @@ impl RunReport {
             "duplicate",
             "updated",
             "rejected",
+            "blank",
+            "set_aside",
             "zeroed",
             "seconds",
             "rows/s"
@@ -101,7 +109,7 @@ impl RunReport {
                 other => other.to_string(),
             };
             out.push_str(&format!(
-                "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8.2} {:>11.0}\n",
+                "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8.2} {:>11.0}\n",
                 name,
                 dataset,
                 f.read,
@@ -109,6 +117,8 @@ impl RunReport {
                 f.duplicate,
                 f.updated,
                 f.rejected,
+                f.blank,
+                f.set_aside,
                 f.zeroed,
                 f.seconds,
                 f.rows_per_sec
@@ -123,7 +133,7 @@ impl RunReport {
             0.0
         };
         out.push_str(&format!(
-            "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8.2} {:>11.0}\n",
+            "{:<width$}  {:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8.2} {:>11.0}\n",
             "total",
             "",
             t.read,
@@ -131,6 +141,8 @@ impl RunReport {
             t.duplicate,
             t.updated,
             t.rejected,
+            t.blank,
+            t.set_aside,
             t.zeroed,
             self.seconds,
             rate
@@ -145,6 +157,24 @@ impl RunReport {
                 f.status.replace('_', " "),
                 f.path,
                 f.reason.as_deref().unwrap_or("")
+            ));
+        }
+        for f in self
+            .files
+            .iter()
+            .filter(|f| !f.numeric_extra_columns.is_empty())
+        {
+            out.push_str(&format!(
+                "{}: numeric column(s) not loaded: {}\n",
+                f.path,
+                f.numeric_extra_columns.join(", ")
+            ));
+        }
+        for f in self.files.iter().filter(|f| !f.inferred_coins.is_empty()) {
+            out.push_str(&format!(
+                "{}: coin(s) inferred from its rows: {}\n",
+                f.path,
+                f.inferred_coins.join(", ")
             ));
         }
         let skipped = self.files.iter().filter(|f| f.status == "skipped").count();

@@ -1,9 +1,11 @@
 //! Coin identity (SPEC §2): a coin is resolved by id, then through `coin_aliases`, then
 //! by symbol when exactly one known coin has it, then by name (both case-insensitive).
 //! Listings may create coins, or record a CMC slug as an alias of a coin with the same
-//! symbol and name instead of creating a twin. The index holds the coins already in the
-//! database plus those of the current run; a file that is set aside rolls its additions
-//! back.
+//! symbol and name instead of creating a twin. A price history whose rows name a coin by
+//! symbol and name that nothing known matches infers it ([`CoinIndex::infer`]). Ids that
+//! providers spell differently resolve through a shipped alias table too. The index
+//! holds the coins already in the database plus those of the current run; a file that is
+//! set aside rolls its additions back.
 
 use std::collections::HashMap;
 
@@ -39,6 +41,43 @@ pub struct NewCoin {
     pub symbol: String,
     pub name: String,
     pub cmc_id: Option<i64>,
+    /// Made up from a history row's symbol and name (`coins.origin = 'inferred'`), not
+    /// taken from a coin list.
+    pub inferred: bool,
+}
+
+/// Ids that providers give the same coin (CoinGecko's, CoinMarketCap's slug, …): an id
+/// of a group resolves to whichever member of the group is known. They ship with the
+/// code because no coin list carries them; `coin_aliases` holds the rest.
+const SHIPPED_ALIASES: &[&[&str]] = &[
+    &["binancecoin", "binance-coin", "bnb"],
+    &["bitcoin-cash-sv", "bitcoin-sv"],
+    &["ripple", "xrp"],
+    &["avalanche-2", "avalanche"],
+    &["matic-network", "polygon"],
+    &["crypto-com-chain", "cronos"],
+    &["dai", "multi-collateral-dai"],
+    &["elrond-erd-2", "multiversx-egld", "elrond-egld"],
+    &["theta-token", "theta-network"],
+    &["kucoin-shares", "kucoin-token"],
+    &["leo-token", "unus-sed-leo"],
+    &["near", "near-protocol"],
+    &["hedera-hashgraph", "hedera"],
+    &["iota", "miota"],
+    &["huobi-token", "htx-dao"],
+];
+
+/// A coin id made from a name: lower case, runs of other characters as one `-`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
 }
 
 /// The alias source recorded for slugs that listings map onto known coins.
@@ -103,6 +142,9 @@ impl CoinIndex {
         if self.coins.contains_key(&lower) {
             return Resolution::Found(lower);
         }
+        if let Some(id) = self.shipped_equivalent(&lower) {
+            return Resolution::Found(id);
+        }
         let mut ambiguous = false;
         let symbol_key = symbol.unwrap_or(reference).to_lowercase();
         match self.by_symbol.get(&symbol_key).map(Vec::as_slice) {
@@ -135,6 +177,14 @@ impl CoinIndex {
         if let Some(coin_id) = self.aliases.get(&id.to_lowercase()) {
             return ListingCoin::Existing(coin_id.clone());
         }
+        if let Some(coin_id) = self.shipped_equivalent(&id.to_lowercase()) {
+            self.insert_alias(id, &coin_id);
+            self.pending_aliases.push((id.to_string(), coin_id.clone()));
+            return ListingCoin::Aliased {
+                external_id: id.to_string(),
+                coin_id,
+            };
+        }
         let same_symbol = self.by_symbol.get(&symbol.to_lowercase());
         let twin: Vec<&String> = same_symbol
             .into_iter()
@@ -159,10 +209,68 @@ impl CoinIndex {
             symbol: symbol.to_string(),
             name: name.to_string(),
             cmc_id,
+            inferred: false,
         };
         self.insert_known(id, symbol, name);
         self.pending_coins.push(coin.clone());
         ListingCoin::Created(coin)
+    }
+
+    /// A known coin that a shipped alias group puts beside `lower` (a lower-case id).
+    fn shipped_equivalent(&self, lower: &str) -> Option<String> {
+        let group = SHIPPED_ALIASES.iter().find(|g| g.contains(&lower))?;
+        group
+            .iter()
+            .find(|id| **id != lower && self.coins.contains_key(**id))
+            .map(|id| id.to_string())
+    }
+
+    /// Creates the coin a history row names by symbol and name when no known coin
+    /// matches: its id is the name's slug (with the symbol's when the slug is taken).
+    /// Later rows find it by name; a listings file that knows the coin later records
+    /// its own id as an alias of this one.
+    pub fn infer(&mut self, symbol: &str, name: &str) -> String {
+        let base = match slug(name) {
+            s if s.is_empty() => slug(symbol),
+            s => s,
+        };
+        let taken = |index: &CoinIndex, id: &str| {
+            index.coins.contains_key(id) || index.aliases.contains_key(id)
+        };
+        let mut id = base.clone();
+        if taken(self, &id) {
+            id = format!("{base}-{}", slug(symbol));
+        }
+        let mut n = 2;
+        while taken(self, &id) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        self.insert_known(&id, symbol, name);
+        self.pending_coins.push(NewCoin {
+            id: id.clone(),
+            symbol: symbol.to_string(),
+            name: name.to_string(),
+            cmc_id: None,
+            inferred: true,
+        });
+        id
+    }
+
+    /// Every coin and alias as a line, sorted: what resolution depends on.
+    pub fn fingerprint_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .coins
+            .iter()
+            .map(|(id, c)| format!("c\t{id}\t{}\t{}", c.symbol, c.name))
+            .chain(
+                self.aliases
+                    .iter()
+                    .map(|(external, id)| format!("a\t{external}\t{id}")),
+            )
+            .collect();
+        lines.sort_unstable();
+        lines
     }
 
     /// Hands over the coins and aliases the current file added (they are to be written).
@@ -172,6 +280,32 @@ impl CoinIndex {
             std::mem::take(&mut self.pending_aliases),
         )
     }
+}
+
+/// Quote currencies whose prices are USD prices: the dollar and its stablecoins.
+pub const USD_QUOTES: &[&str] = &[
+    "USDT", "USDC", "BUSD", "TUSD", "USDP", "FDUSD", "GUSD", "USD", "DAI", "PAX", "UST",
+];
+
+/// An exchange pair as exchanges write it: `BTC/USDT`, `BTC-USD`, `BTC_USDT` or
+/// `BTCUSDT`, as (base, quote). A `/` always makes a pair; the other forms only with a
+/// USD quote (a coin's slug may contain a `-`).
+pub fn split_pair(reference: &str) -> Option<(&str, &str)> {
+    if let Some((base, quote)) = reference.split_once('/') {
+        return (!base.is_empty() && !quote.is_empty()).then_some((base, quote));
+    }
+    let upper = reference.to_ascii_uppercase();
+    USD_QUOTES.iter().find_map(|quote| {
+        let base_len = upper.strip_suffix(quote)?.len();
+        let base = reference[..base_len].trim_end_matches(['-', '_']);
+        (!base.is_empty() && base.len() <= 10 && base.chars().all(|c| c.is_ascii_alphanumeric()))
+            .then(|| (base, &reference[base_len..]))
+    })
+}
+
+/// Whether a pair's quote currency is the dollar or a USD stablecoin.
+pub fn is_usd_quote(quote: &str) -> bool {
+    USD_QUOTES.iter().any(|q| q.eq_ignore_ascii_case(quote))
 }
 
 fn push_unique(map: &mut HashMap<String, Vec<String>>, key: String, id: &str) {
@@ -234,6 +368,53 @@ mod tests {
             index.resolve("x", Some("RUNE"), Some("thorchain")),
             Resolution::Found("thorchain".into())
         );
+    }
+
+    #[test]
+    fn a_coin_named_by_symbol_and_name_is_inferred_once_under_its_slug() {
+        let mut index = index();
+        assert_eq!(
+            index.resolve("Solana", Some("SOL"), None),
+            Resolution::Unknown
+        );
+        assert_eq!(index.infer("SOL", "Solana"), "solana");
+        assert_eq!(
+            index.resolve("Solana", Some("SOL"), None),
+            Resolution::Found("solana".into())
+        );
+        // A taken slug gets the symbol's.
+        assert_eq!(index.infer("BTC2", "Bitcoin"), "bitcoin-btc2");
+        let (coins, _) = index.take_pending();
+        assert!(coins.iter().all(|c| c.inferred));
+        assert_eq!(slug("Binance Coin"), "binance-coin");
+        assert_eq!(slug("  USD//Coin "), "usd-coin");
+    }
+
+    #[test]
+    fn provider_ids_of_one_coin_resolve_through_the_shipped_aliases() {
+        let mut index = index();
+        assert_eq!(
+            index.resolve("binance-coin", None, None),
+            Resolution::Found("binancecoin".into())
+        );
+        assert_eq!(
+            index.resolve_listing("bnb", "BNB", "BNB", Some(1839)),
+            ListingCoin::Aliased {
+                external_id: "bnb".into(),
+                coin_id: "binancecoin".into()
+            }
+        );
+    }
+
+    #[test]
+    fn exchange_pairs_split_into_base_and_quote() {
+        assert_eq!(split_pair("BTC/USDT"), Some(("BTC", "USDT")));
+        assert_eq!(split_pair("ETH/BTC"), Some(("ETH", "BTC")));
+        assert_eq!(split_pair("BTCUSDT"), Some(("BTC", "USDT")));
+        assert_eq!(split_pair("btc-usd"), Some(("btc", "usd")));
+        assert_eq!(split_pair("binance-coin"), None);
+        assert_eq!(split_pair("bitcoin"), None);
+        assert!(is_usd_quote("busd") && !is_usd_quote("BTC"));
     }
 
     #[test]

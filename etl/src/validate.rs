@@ -3,7 +3,7 @@
 //! drops a row silently and never touches the database; coin and person look-ups go
 //! through the in-memory indexes it is given.
 
-use crate::resolve::{CoinIndex, ListingCoin, Resolution};
+use crate::resolve::{is_usd_quote, split_pair, CoinIndex, ListingCoin, Resolution};
 use crate::rows::{
     Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, TickerRow, TradeRow,
 };
@@ -29,6 +29,10 @@ pub mod reason {
     pub const RANK_NOT_POSITIVE: &str = "rank <= 0";
     pub const UNKNOWN_PERSON: &str = "unknown person";
     pub const INVALID_SIDE: &str = "invalid side";
+    /// A later line with an earlier line's key and other values (the first is kept).
+    pub const PAIR_NOT_IN_USD: &str =
+        "exchange pair not quoted in USD or a USD stablecoin: its prices are not USD prices";
+    pub const CONFLICTING_DUPLICATE: &str = "conflicting duplicate key";
     pub const TIMESTAMP_OUT_OF_RANGE: &str = "timestamp out of range (1970-01-01 to 9999-12-31)";
 }
 
@@ -40,6 +44,29 @@ pub struct Known {
     pub people: HashSet<i64>,
 }
 
+impl Known {
+    /// A digest of everything rows are resolved against (coins, aliases, people): a file
+    /// set aside against one fingerprint is judged the same way until it changes.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for line in self.coins.fingerprint_lines() {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        let mut people: Vec<i64> = self.people.iter().copied().collect();
+        people.sort_unstable();
+        for person in people {
+            hasher.update(person.to_le_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Validates the records of one file.
 pub struct Validator {
     detected: Detected,
@@ -47,8 +74,14 @@ pub struct Validator {
     timestamp_order: DateOrder,
     date_added_order: DateOrder,
     file_coin: Option<Resolution>,
+    /// Extra (unused) named columns that may hold numbers: (index, a number seen). A
+    /// column leaves the list at its first value that is not a number.
+    extra_numbers: Vec<(usize, bool)>,
     /// Market caps and volumes of exactly 0 stored as missing.
     pub zeroed: u64,
+    /// (line, count) of the valid rows that had such zeroes: a merge counts them only
+    /// for the rows it stores.
+    pub zeroed_lines: Vec<(i64, i64)>,
 }
 
 struct Fail {
@@ -70,13 +103,23 @@ impl Validator {
         timestamp_order: DateOrder,
         date_added_order: DateOrder,
     ) -> Self {
+        let extra_numbers = header
+            .iter()
+            .enumerate()
+            .filter(|(i, name)| {
+                !name.trim().is_empty() && !detected.columns.values().any(|used| used == i)
+            })
+            .map(|(i, _)| (i, false))
+            .collect();
         Validator {
             detected,
             header,
             timestamp_order,
             date_added_order,
             file_coin: None,
+            extra_numbers,
             zeroed: 0,
+            zeroed_lines: Vec::new(),
         }
     }
 
@@ -87,6 +130,16 @@ impl Validator {
     /// Header cells the dataset does not use, as written.
     pub fn extra_columns(&self) -> &[String] {
         &self.detected.extra
+    }
+
+    /// The extra columns whose every value so far is a number (or missing): data the
+    /// user may have expected to load.
+    pub fn numeric_extra_columns(&self) -> Vec<String> {
+        self.extra_numbers
+            .iter()
+            .filter(|(_, seen)| *seen)
+            .filter_map(|(i, _)| self.header.get(*i).cloned())
+            .collect()
     }
 
     /// Validates one record (1-based `line` of its first physical line) into `batch`.
@@ -121,6 +174,16 @@ impl Validator {
                 }
             }
         }
+        self.extra_numbers.retain_mut(|(i, seen)| {
+            match fields.get(*i).map(|v| values::parse_number(v)) {
+                Some(Ok(Some(_))) => {
+                    *seen = true;
+                    true
+                }
+                Some(Ok(None)) | None => true,
+                Some(Err(_)) => false,
+            }
+        });
         match self.typed(known, line, &fields, batch) {
             Ok(()) => Ok(()),
             Err(f) => Err(self.rejection(line, record, Some(&fields), Some(f))),
@@ -159,6 +222,7 @@ impl Validator {
             date_added_order,
             file_coin,
             zeroed,
+            zeroed_lines,
             ..
         } = self;
         let row = Fields {
@@ -168,7 +232,7 @@ impl Validator {
             date_added_order: *date_added_order,
         };
         let mut coin =
-            |row: &Fields<'_>, known: &Known| resolve_coin(detected, file_coin, row, known);
+            |row: &Fields<'_>, known: &mut Known| resolve_coin(detected, file_coin, row, known);
         // Zeroed values count only for rows that are kept.
         let total_zeroed = zeroed;
         let mut row_zeroed = 0u64;
@@ -340,8 +404,19 @@ impl Validator {
             }
         }
         *total_zeroed += row_zeroed;
+        if row_zeroed > 0 {
+            zeroed_lines.push((line, row_zeroed as i64));
+        }
         Ok(())
     }
+}
+
+/// Whether rows of a file may bring their own coin: price histories (candles,
+/// markets) that name the coin by symbol and name.
+pub fn may_infer_coins(detected: &Detected) -> bool {
+    matches!(detected.dataset, Dataset::Candles | Dataset::Markets)
+        && detected.index(Column::Symbol).is_some()
+        && detected.index(Column::Name).is_some()
 }
 
 /// The coin of a row: from the file name's symbol (resolved once per file) or from the
@@ -350,7 +425,7 @@ fn resolve_coin(
     detected: &Detected,
     file_coin: &mut Option<Resolution>,
     row: &Fields<'_>,
-    known: &Known,
+    known: &mut Known,
 ) -> Result<String, Fail> {
     {
         let resolution = match &detected.coin {
@@ -373,8 +448,34 @@ fn resolve_coin(
             }
         };
         let column = detected.index(Column::Coin);
+        let resolution = match resolution {
+            Resolution::Unknown => match row.raw(Column::Coin).and_then(split_pair) {
+                // An exchange pair: a USD price of its base coin, volume in the quote.
+                Some((base, quote)) if is_usd_quote(quote) => {
+                    known.coins.resolve(base, Some(base), None)
+                }
+                Some(_) => {
+                    return Err(Fail {
+                        column,
+                        reason: reason::PAIR_NOT_IN_USD,
+                    })
+                }
+                None => Resolution::Unknown,
+            },
+            other => other,
+        };
         match resolution {
             Resolution::Found(id) => Ok(id),
+            // A price history that names its coin by symbol and name brings the coin.
+            Resolution::Unknown | Resolution::AmbiguousSymbol
+                if may_infer_coins(detected)
+                    && row.optional_text(Column::Symbol).is_some()
+                    && row.optional_text(Column::Name).is_some() =>
+            {
+                let symbol = row.optional_text(Column::Symbol).unwrap_or_default();
+                let name = row.optional_text(Column::Name).unwrap_or_default();
+                Ok(known.coins.infer(symbol, name))
+            }
             Resolution::Unknown => Err(Fail {
                 column,
                 reason: reason::UNKNOWN_COIN,

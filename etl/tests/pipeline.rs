@@ -65,13 +65,26 @@ fn duplicates_and_updates_within_a_file_and_across_runs() {
         "a.csv",
         "coin_id,timestamp,price\nbitcoin,2021-01-01,1\nbitcoin,2021-01-01,1\nbitcoin,2021-01-01,2\nbitcoin,2021-01-02,5\n",
     );
-    let first = fx.run();
+    // Line 4 repeats line 2's key with another price: rejected as a conflicting
+    // duplicate, the first row kept (one reject of four rows: a generous budget).
+    let first = fx.run_with(|o| o.max_reject_ratio = 0.5);
     let a = file(&first, "a.csv");
-    assert_eq!((a.read, a.loaded, a.duplicate, a.updated), (4, 2, 1, 1));
+    assert_eq!(
+        (a.read, a.loaded, a.duplicate, a.updated, a.rejected),
+        (4, 2, 1, 0, 1)
+    );
+    assert_eq!(
+        fx.rejects("a.csv"),
+        vec![(
+            4,
+            None,
+            "conflicting duplicate key (first at line 2)".to_string()
+        )]
+    );
     assert_eq!(
         fx.text("SELECT price_usd FROM market WHERE ts = '2021-01-01'")
             .as_deref(),
-        Some("2")
+        Some("1")
     );
     // A later file: one identical row, one new value for a stored key, one new key.
     fx.write("b.csv", "coin_id,timestamp,price\nbitcoin,2021-01-02,5\nbitcoin,2021-01-01,3\nbitcoin,2021-01-03,7\n");
@@ -110,14 +123,20 @@ fn a_key_repeated_late_in_a_large_file_is_classified_without_doubling_rows() {
     let report = fx.run();
     let big = file(&report, "big.csv");
     assert_eq!(
-        (big.read, big.loaded, big.duplicate, big.updated),
-        (rows as u64 + 1, rows as u64, 0, 1)
+        (
+            big.read,
+            big.loaded,
+            big.duplicate,
+            big.updated,
+            big.rejected
+        ),
+        (rows + 1, rows, 0, 0, 1)
     );
     assert_eq!(fx.count("SELECT count(*) FROM market"), rows);
     assert_eq!(
         fx.text("SELECT price_usd FROM market WHERE ts = to_timestamp(946684800)")
             .as_deref(),
-        Some("99")
+        Some("1")
     );
     assert_eq!(
         fx.text(&schema_of("market")),

@@ -6,11 +6,22 @@ use common::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+/// `$COINFLOW_DATASETS`, else the nearest `shared/datasets` beside the repository or
+/// beside one of its parents (a worktree sits deeper than the main checkout).
 fn datasets() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+    if let Some(dir) = std::env::var_os("COINFLOW_DATASETS") {
+        return PathBuf::from(dir);
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let found = repo
+        .ancestors()
+        .skip(1)
+        .map(|p| p.join("shared/datasets"))
+        .find(|p| p.is_dir());
+    let dir = found.unwrap_or_else(|| repo.join("../shared/datasets"));
     assert!(
         dir.is_dir(),
-        "the public datasets must sit beside the repository at {}",
+        "the public datasets must sit beside the repository at {} (or set COINFLOW_DATASETS)",
         dir.display()
     );
     dir
@@ -57,12 +68,12 @@ impl Raw {
     }
 }
 
-fn zeros(values: &[Option<f64>], keep: &[bool]) -> u64 {
+fn zeros(values: &[Option<f64>], keep: &[bool]) -> i64 {
     values
         .iter()
         .zip(keep)
         .filter(|(v, k)| **k && **v == Some(0.0))
-        .count() as u64
+        .count() as i64
 }
 
 #[test]
@@ -74,7 +85,7 @@ fn cmc_listing_fans_out_into_coins_markets_and_rankings() {
     let report = fx.run();
     assert_reconciles(&report);
     let f = file(&report, "cmc/coinmarketcap_06122017.csv");
-    let n = raw.rows.len() as u64;
+    let n = raw.rows.len() as i64;
     assert_eq!(n, 1326);
     let keep = vec![true; raw.rows.len()];
     let caps = raw.numbers("market_cap_usd");
@@ -91,8 +102,8 @@ fn cmc_listing_fans_out_into_coins_markets_and_rankings() {
 
     let ids: HashSet<&str> = raw.rows.iter().map(|r| &r[raw.col("id")]).collect();
     assert_eq!(fx.count("SELECT count(*) FROM coins"), ids.len() as i64);
-    assert_eq!(fx.count("SELECT count(*) FROM market"), n as i64);
-    assert_eq!(fx.count("SELECT count(*) FROM rankings"), n as i64);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), n);
+    assert_eq!(fx.count("SELECT count(*) FROM rankings"), n);
     let missing_caps = caps.iter().filter(|c| c.is_none_or(|v| v == 0.0)).count();
     assert_eq!(
         fx.count("SELECT count(*) FROM market WHERE market_cap_usd IS NULL"),
@@ -160,7 +171,7 @@ fn coingecko_exports_take_the_coin_from_the_file_name() {
     let mut total = 0i64;
     for name in names {
         let raw = Raw::read(&dir.join(format!("{name}-usd-max.csv")));
-        let n = raw.rows.len() as u64;
+        let n = raw.rows.len() as i64;
         let keep = vec![true; raw.rows.len()];
         let f = file(&report, &format!("exports/{name}-usd-max.csv"));
         assert_eq!(
@@ -218,7 +229,7 @@ fn kaggle_histories_load_as_candles_with_both_date_styles() {
     let mut total = 0i64;
     for name in &files {
         let raw = Raw::read(&dir.join(name));
-        let n = raw.rows.len() as u64;
+        let n = raw.rows.len() as i64;
         let keep = vec![true; raw.rows.len()];
         let f = file(&report, &format!("kaggle/{name}"));
         assert_eq!(
@@ -231,7 +242,7 @@ fn kaggle_histories_load_as_candles_with_both_date_styles() {
             zeros(&raw.numbers("Volume"), &keep) + zeros(&raw.numbers("Marketcap"), &keep),
             "{name}"
         );
-        total += n as i64;
+        total += n;
     }
     assert_eq!(total, 20_326);
     assert_eq!(fx.count("SELECT count(*) FROM candles"), total);
@@ -280,7 +291,7 @@ fn coingecko_daily_files_reject_negative_values_and_set_aside_the_orphan() {
         let caps = raw.numbers("marketCap");
         let volumes = raw.numbers("totalVolume");
         let f = file(&report, &format!("coins/{c}.csv"));
-        assert_eq!(f.read, raw.rows.len() as u64);
+        assert_eq!(f.read, raw.rows.len() as i64);
         if c == "qredo" {
             assert_eq!((f.status.as_str(), f.rejected), ("set_aside", f.read));
             *expected_reasons.entry("unknown coin").or_default() += raw.rows.len() as i64;
@@ -302,14 +313,14 @@ fn coingecko_daily_files_reject_negative_values_and_set_aside_the_orphan() {
             }
             keep.push(reason.is_none());
         }
-        let kept = keep.iter().filter(|k| **k).count() as u64;
+        let kept = keep.iter().filter(|k| **k).count() as i64;
         assert_eq!((f.loaded, f.rejected), (kept, f.read - kept), "{c}");
         assert_eq!(
             f.zeroed,
             zeros(&caps, &keep) + zeros(&volumes, &keep),
             "{c}"
         );
-        loaded_rows += kept as i64;
+        loaded_rows += kept;
     }
     assert!(
         expected_reasons.get("price <= 0").copied().unwrap_or(0) > 0,
@@ -336,4 +347,51 @@ fn coingecko_daily_files_reject_negative_values_and_set_aside_the_orphan() {
         fx.count("SELECT samples FROM daily WHERE coin_id = 'bitcoin' AND day = '2021-12-31'"),
         2
     );
+}
+
+#[test]
+fn every_shared_export_loads_with_every_row_accounted_and_a_rerun_adds_nothing() {
+    let root = datasets();
+    let fx = Fixture::new();
+    let mut stack = vec![root.clone()];
+    let mut linked = 0;
+    let mut rows = 0i64;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "csv") {
+                let name = path.strip_prefix(&root).expect("under root");
+                link(&fx, &name.to_string_lossy(), &path);
+                linked += 1;
+                rows += Raw::read(&path).rows.len() as i64;
+            }
+        }
+    }
+    assert!(linked > 2_500, "{linked} files");
+    // The fixture checks read = loaded + duplicate + updated + rejected + blank +
+    // set_aside for every file, in the report and in etl_files, and the rejects kept.
+    let first = fx.run();
+    assert_reconciles(&first);
+    assert_eq!(first.files.len(), linked);
+    let unrecognized: Vec<&str> = first
+        .files
+        .iter()
+        .filter(|f| f.status == "unrecognized")
+        .map(|f| f.path.as_str())
+        .collect();
+    assert!(unrecognized.is_empty(), "{unrecognized:?}");
+    assert_eq!(first.totals.read, rows, "{:?}", first.totals);
+    let rejects = fx.count("SELECT count(*) FROM etl_rejects");
+    assert_eq!(rejects, first.totals.rejected);
+    // Unchanged files: the loaded ones are skipped, the set-aside ones are not judged
+    // again, and no reject is stored twice.
+    let second = fx.run();
+    assert!(second
+        .files
+        .iter()
+        .all(|f| f.status == "skipped" || f.status == "set_aside"));
+    assert_eq!(second.totals.loaded, 0);
+    assert_eq!(fx.count("SELECT count(*) FROM etl_rejects"), rejects);
 }

@@ -33,8 +33,8 @@ fn markets_with(bad_row: &str) -> (Fixture, RunReportLite) {
 }
 
 struct RunReportLite {
-    loaded: u64,
-    rejected: u64,
+    loaded: i64,
+    rejected: i64,
     status: String,
 }
 

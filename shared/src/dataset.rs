@@ -253,6 +253,19 @@ fn accepted(column: Column, dataset: Dataset) -> impl Iterator<Item = &'static s
     let extra: &'static [&'static str] = match (column, dataset) {
         (Column::Price, Dataset::Markets) => &["close"],
         (Column::Coin, Dataset::Trades) => &["stock"],
+        // Old CoinMarketCap scrapes call the market cap `market`; elsewhere `market` is
+        // an exchange (tickers).
+        (Column::MarketCap, Dataset::Candles) => &["market"],
+        // Exchange OHLCV dumps give the volume in each currency of the pair; the quote's
+        // is the one in dollars (a pair quoted in anything else is rejected).
+        (Column::Volume24h, Dataset::Candles) => &[
+            "volume usd",
+            "volume usdt",
+            "volume usdc",
+            "volume busd",
+            "volume_usd",
+            "volume_usdt",
+        ],
         _ => &[],
     };
     base.iter().chain(extra.iter()).copied()
@@ -263,6 +276,107 @@ pub fn symbol_from_file_name(file_name: &str) -> Option<String> {
     let lower = file_name.to_lowercase();
     let symbol = lower.strip_suffix("-usd-max.csv")?;
     (!symbol.is_empty()).then(|| symbol.to_string())
+}
+
+/// Columns that describe another kind of record than prices of a coin: trades (a side,
+/// an amount), exchanges (an exchange, a pair) and people. A header that carries one
+/// that its match does not use is not that dataset, whatever else it has.
+const FOREIGN: &[Column] = &[
+    Column::Side,
+    Column::Quantity,
+    Column::Exchange,
+    Column::Base,
+    Column::Target,
+    Column::PersonId,
+    Column::FirstName,
+    Column::LastName,
+    Column::Email,
+];
+
+/// Header names found only in trade-by-trade dumps.
+const TRADE_DUMP_ONLY: &[&str] = &["local_timestamp", "trade_id", "tradeid", "is_buyer_maker"];
+
+/// Whether a header cell (normalised) names a column of another kind of record.
+fn is_foreign(cell: &str) -> bool {
+    TRADE_DUMP_ONLY.contains(&cell)
+        || ALIASES
+            .iter()
+            .any(|(c, names)| FOREIGN.contains(c) && names.contains(&cell))
+}
+
+/// The cells of `header` (normalised) that `dataset` does not accept for any column and
+/// that belong to another kind of record.
+fn foreign_cells(header: &[String], dataset: Dataset) -> Vec<usize> {
+    header
+        .iter()
+        .enumerate()
+        .filter(|(_, cell)| {
+            let own = dataset
+                .required()
+                .iter()
+                .chain(dataset.optional())
+                .chain([Column::Name, Column::Symbol].iter())
+                .any(|&c| accepted(c, dataset).any(|n| n == cell.as_str()));
+            !own && is_foreign(cell)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Why a header is recognised as no dataset: the header itself and the dataset it comes
+/// closest to (most of its required columns present), with what that one lacks or what
+/// in the header belongs to another kind of record.
+pub fn why_unrecognized(header: &[&str]) -> String {
+    let normalized: Vec<String> = header.iter().map(|h| normalize_header_cell(h)).collect();
+    // Fewest required columns missing, then most present, then detection order.
+    let mut best: Option<(Dataset, (usize, usize))> = None;
+    for dataset in Dataset::DETECTION_ORDER {
+        let columns = map_for(&normalized, dataset);
+        let present = dataset
+            .required()
+            .iter()
+            .filter(|c| {
+                columns.contains_key(c)
+                    || (**c == Column::Coin
+                        && (columns.contains_key(&Column::Name)
+                            || columns.contains_key(&Column::Symbol)))
+            })
+            .count();
+        let rank = (dataset.required().len() - present, usize::MAX - present);
+        if present > 0 && best.is_none_or(|(_, r)| rank < r) {
+            best = Some((dataset, rank));
+        }
+    }
+    let mut reason = format!("header fits no dataset: {}", header.join(","));
+    if let Some((dataset, _)) = best {
+        let columns = map_for(&normalized, dataset);
+        let has_coin = |c: &Column| {
+            *c == Column::Coin
+                && (columns.contains_key(&Column::Name) || columns.contains_key(&Column::Symbol))
+        };
+        let missing: Vec<&str> = dataset
+            .required()
+            .iter()
+            .filter(|c| !columns.contains_key(c) && !has_coin(c))
+            .map(|c| c.name())
+            .collect();
+        let foreign: Vec<&str> = foreign_cells(&normalized, dataset)
+            .into_iter()
+            .map(|i| header[i].trim())
+            .collect();
+        reason.push_str(&format!(" (closest: {dataset}"));
+        if !missing.is_empty() {
+            reason.push_str(&format!(", which needs {}", missing.join(", ")));
+        }
+        if !foreign.is_empty() {
+            reason.push_str(&format!(
+                ", but {} belong to another kind of data (trades, exchanges or people)",
+                foreign.join(", ")
+            ));
+        }
+        reason.push(')');
+    }
+    reason
 }
 
 fn map_for(header: &[String], dataset: Dataset) -> HashMap<Column, usize> {
@@ -314,6 +428,11 @@ pub fn detect(header: &[&str], file_name: &str) -> Option<Detected> {
             other => columns.contains_key(other),
         };
         if !dataset.required().iter().all(has) {
+            continue;
+        }
+        // The whole header must fit: one alias (a trade's `id`) cannot make a trade
+        // dump a price history.
+        if !foreign_cells(&normalized, dataset).is_empty() {
             continue;
         }
         let used: Vec<usize> = dataset
@@ -462,6 +581,49 @@ mod tests {
         assert_eq!(d.dataset, Dataset::Markets);
         assert_eq!(d.coin, Some(CoinSource::FileSymbol("btc".into())));
         assert!(detect_str("snapped_at,price,market_cap,total_volume", "prices.csv").is_none());
+    }
+
+    #[test]
+    fn a_tick_trade_header_is_no_dataset_and_says_what_it_is_closest_to() {
+        let header = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount";
+        assert_eq!(detect_str(header, "trades_2021.csv"), None);
+        let cells: Vec<&str> = header.split(',').collect();
+        let why = why_unrecognized(&cells);
+        assert!(
+            why.starts_with(&format!("header fits no dataset: {header}")),
+            "{why}"
+        );
+        assert!(why.contains("closest: markets"), "{why}");
+        assert!(
+            why.contains("exchange, local_timestamp, side, amount"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn market_is_a_market_cap_for_candles_and_an_exchange_for_tickers() {
+        let d = detect_str("Date,Open,High,Low,Close,Volume,market,coin", "old.csv")
+            .expect("recognised");
+        assert_eq!(d.dataset, Dataset::Candles);
+        assert_eq!(d.index(Column::MarketCap), Some(6));
+        assert!(d.extra.is_empty(), "{:?}", d.extra);
+        let t = detect_str("coin_id,market,base,target", "t.csv").expect("recognised");
+        assert_eq!(t.dataset, Dataset::Tickers);
+        assert_eq!(t.index(Column::Exchange), Some(1));
+    }
+
+    #[test]
+    fn an_exchange_ohlcv_dump_is_candles_with_the_quote_volume() {
+        let d = detect_str(
+            "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount",
+            "Binance_BTCUSDT_d.csv",
+        )
+        .expect("recognised");
+        assert_eq!(d.dataset, Dataset::Candles);
+        assert_eq!(d.index(Column::Coin), Some(2));
+        assert_eq!(d.index(Column::Timestamp), Some(1));
+        assert_eq!(d.index(Column::Volume24h), Some(8));
+        assert_eq!(d.extra, vec!["unix", "Volume BTC", "tradecount"]);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Coin {
     pub symbol: String,
     pub name: String,
     pub cmc_id: Option<i64>,
+    /// `listed` (from a coin list or listings) or `inferred` (from a history's rows).
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
@@ -104,14 +106,86 @@ pub struct EtlFile {
     pub size_bytes: i64,
     pub status: String,
     pub reason: Option<String>,
-    pub rows_read: i64,
-    pub loaded: i64,
-    pub duplicate: i64,
-    pub updated: i64,
-    pub rejected: i64,
-    pub zeroed: i64,
+    #[diesel(embed)]
+    pub counts: Counts,
     pub seconds: f64,
     pub created_at: DateTime<Utc>,
+    pub coin_list: Option<String>,
+}
+
+/// What became of the rows of one file (or of a whole run): the ETL's summary, its
+/// `etl_files` ledger and the API's `/runs` all use this one type. Every row read is
+/// counted in exactly one of loaded, duplicate, updated, rejected, blank and set_aside
+/// ([`Counts::unaccounted`]); `zeroed` counts loaded rows that had a 0 stored as
+/// missing, a subset of them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Queryable,
+    Selectable,
+    Insertable,
+    Serialize,
+    utoipa::ToSchema,
+)]
+#[diesel(table_name = etl_files, check_for_backend(diesel::pg::Pg))]
+pub struct Counts {
+    /// Records read after the header.
+    #[diesel(column_name = rows_read)]
+    pub read: i64,
+    /// Rows stored under a key that was not stored before.
+    pub loaded: i64,
+    /// Rows equal to what was stored (or to an earlier line of the same file).
+    pub duplicate: i64,
+    /// Rows that replaced stored values (a later file wins).
+    pub updated: i64,
+    /// Rows kept in `etl_rejects` instead of loading.
+    pub rejected: i64,
+    /// Rows whose every cell is empty: not data, not held against the reject budget.
+    pub blank: i64,
+    /// Valid rows of a file that was set aside (over its reject budget).
+    pub set_aside: i64,
+    /// Market caps and volumes of exactly 0 stored as missing, in loaded rows.
+    pub zeroed: i64,
+}
+
+impl Counts {
+    /// Rows read that no outcome counts (negative: counted twice); 0 when the counts
+    /// account for every row.
+    pub fn unaccounted(&self) -> i64 {
+        self.read
+            - (self.loaded
+                + self.duplicate
+                + self.updated
+                + self.rejected
+                + self.blank
+                + self.set_aside)
+    }
+
+    /// The share of rejected rows among the rows that are data (blank rows are not).
+    pub fn reject_ratio(&self) -> f64 {
+        let data = self.read - self.blank;
+        if data > 0 {
+            self.rejected as f64 / data as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Adds another file's counts (for run totals).
+    pub fn add(&mut self, other: &Counts) {
+        self.read += other.read;
+        self.loaded += other.loaded;
+        self.duplicate += other.duplicate;
+        self.updated += other.updated;
+        self.rejected += other.rejected;
+        self.blank += other.blank;
+        self.set_aside += other.set_aside;
+        self.zeroed += other.zeroed;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]

@@ -35,6 +35,7 @@ diesel::table! {
         symbol -> Text,
         name -> Text,
         cmc_id -> Nullable<Int8>,
+        origin -> Text,
     }
 }
 
@@ -80,6 +81,9 @@ diesel::table! {
         zeroed -> Int8,
         seconds -> Float8,
         created_at -> Timestamptz,
+        blank -> Int8,
+        set_aside -> Int8,
+        coin_list -> Nullable<Text>,
     }
 }
 

@@ -4,24 +4,13 @@ use crate::error::ApiError;
 use crate::params::{parse_int, ReqInfo};
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
-use coinflow_shared::models::{EtlFile, EtlRun};
+use coinflow_shared::models::{Counts, EtlFile, EtlRun};
 use coinflow_shared::schema::{etl_files, etl_runs};
 use diesel::prelude::*;
 use rocket::serde::json::Json;
 use rocket::State;
 use serde::Serialize;
 use utoipa::ToSchema;
-
-/// Counts of one file or of a whole run.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct Counts {
-    pub rows_read: i64,
-    pub loaded: i64,
-    pub duplicate: i64,
-    pub updated: i64,
-    pub rejected: i64,
-    pub zeroed: i64,
-}
 
 /// One input file of a run.
 #[derive(Debug, Serialize, ToSchema)]
@@ -66,12 +55,7 @@ fn view(run: EtlRun, files: Vec<EtlFile>, with_summary: bool) -> RunView {
     let files = files
         .into_iter()
         .map(|f| {
-            totals.rows_read += f.rows_read;
-            totals.loaded += f.loaded;
-            totals.duplicate += f.duplicate;
-            totals.updated += f.updated;
-            totals.rejected += f.rejected;
-            totals.zeroed += f.zeroed;
+            totals.add(&f.counts);
             FileView {
                 path: f.path,
                 dataset: f.dataset,
@@ -80,14 +64,7 @@ fn view(run: EtlRun, files: Vec<EtlFile>, with_summary: bool) -> RunView {
                 sha256: f.sha256,
                 size_bytes: f.size_bytes,
                 seconds: f.seconds,
-                counts: Counts {
-                    rows_read: f.rows_read,
-                    loaded: f.loaded,
-                    duplicate: f.duplicate,
-                    updated: f.updated,
-                    rejected: f.rejected,
-                    zeroed: f.zeroed,
-                },
+                counts: f.counts,
             }
         })
         .collect();

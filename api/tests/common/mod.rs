@@ -182,12 +182,12 @@ INSERT INTO etl_runs (id, started_at, finished_at, status, pid, host, data_dir, 
   (2, '2024-03-05T00:00:00Z', '2024-03-05T00:00:13Z', 'partial', 4343, 'etl-host', '/data',
    'one file set aside', '{{"files": 3, "rows": 900}}');
 SELECT setval('etl_runs_id_seq', 2);
-INSERT INTO etl_files (run_id, path, sha256, dataset, size_bytes, status, reason, rows_read, loaded, duplicate, updated, rejected, zeroed, seconds) VALUES
-  (1, 'data/markets/btc.csv', repeat('a', 64), 'markets', 120000, 'loaded', NULL, 3000, 2990, 5, 0, 5, 12, 0.8),
-  (1, 'data/coins.csv', repeat('b', 64), 'coins', 9000, 'loaded', NULL, 151, 151, 0, 0, 0, 0, 0.1),
-  (2, 'data/late.csv', repeat('c', 64), 'markets', 3000, 'loaded', NULL, 100, 90, 0, 10, 0, 0, 0.2),
-  (2, 'data/broken.csv', repeat('d', 64), 'markets', 5000, 'set_aside', 'over the reject budget: 40 of 100 rows', 100, 0, 0, 0, 40, 0, 0.1),
-  (2, 'data/notes.csv', repeat('e', 64), NULL, 100, 'unrecognized', 'header fits no dataset: foo,bar', 0, 0, 0, 0, 0, 0, 0.0);
+INSERT INTO etl_files (run_id, path, sha256, dataset, size_bytes, status, reason, rows_read, loaded, duplicate, updated, rejected, set_aside, zeroed, seconds) VALUES
+  (1, 'data/markets/btc.csv', repeat('a', 64), 'markets', 120000, 'loaded', NULL, 3000, 2990, 5, 0, 5, 0, 12, 0.8),
+  (1, 'data/coins.csv', repeat('b', 64), 'coins', 9000, 'loaded', NULL, 151, 151, 0, 0, 0, 0, 0, 0.1),
+  (2, 'data/late.csv', repeat('c', 64), 'markets', 3000, 'loaded', NULL, 100, 90, 0, 10, 0, 0, 0, 0.2),
+  (2, 'data/broken.csv', repeat('d', 64), 'markets', 5000, 'set_aside', 'over the reject budget: 40 of 100 rows', 100, 0, 0, 0, 40, 60, 0, 0.1),
+  (2, 'data/notes.csv', repeat('e', 64), NULL, 100, 'unrecognized', 'header fits no dataset: foo,bar', 0, 0, 0, 0, 0, 0, 0, 0.0);
 
 INSERT INTO coins (id, symbol, name, cmc_id)
 SELECT format('coin-%s', lpad(i::text, 3, '0')), format('C%s', lpad(i::text, 3, '0')), format('Coin %s', i),

@@ -46,13 +46,52 @@ impl Fixture {
     }
 
     pub fn run(&self) -> RunReport {
-        coinflow_etl::run(&self.options()).expect("run succeeds")
+        let report = coinflow_etl::run(&self.options()).expect("run succeeds");
+        self.assert_rows_accounted(&report);
+        report
     }
 
     pub fn run_with(&self, f: impl FnOnce(&mut RunOptions)) -> RunReport {
         let mut opts = self.options();
         f(&mut opts);
-        coinflow_etl::run(&opts).expect("run succeeds")
+        let report = coinflow_etl::run(&opts).expect("run succeeds");
+        self.assert_rows_accounted(&report);
+        report
+    }
+
+    /// Every row read is in exactly one counter (read = loaded + duplicate + updated +
+    /// rejected + blank + set_aside), in the report and in every `etl_files` row of the
+    /// database; `zeroed` only for loaded files; and the latest evaluation of each file
+    /// content counts as many rejects as `etl_rejects` keeps for it (one per line).
+    pub fn assert_rows_accounted(&self, report: &RunReport) {
+        let mut totals = coinflow_shared::models::Counts::default();
+        for f in &report.files {
+            assert_eq!(f.unaccounted(), 0, "{}: {:?}", f.path, f.counts);
+            if f.status != "loaded" {
+                assert_eq!(f.zeroed, 0, "{}: zeroed rows that did not load", f.path);
+            }
+            totals.add(&f.counts);
+        }
+        assert_eq!(report.totals, totals, "the totals are the sum of the files");
+        assert_eq!(
+            self.count(
+                "SELECT count(*) FROM etl_files WHERE rows_read <> \
+                 loaded + duplicate + updated + rejected + blank + set_aside \
+                 OR (status <> 'loaded' AND zeroed <> 0)"
+            ),
+            0,
+            "etl_files rows whose counts do not add up"
+        );
+        assert_eq!(
+            self.count(
+                "SELECT count(*) FROM etl_files f WHERE status <> 'unrecognized' \
+                 AND run_id = (SELECT max(run_id) FROM etl_files g WHERE g.sha256 = f.sha256) \
+                 AND rejected <> (SELECT count(*) FROM etl_rejects r WHERE EXISTS (SELECT 1 FROM etl_files g \
+                     WHERE g.run_id = r.run_id AND g.path = r.file AND g.sha256 = f.sha256))"
+            ),
+            0,
+            "files whose rejected count differs from the rejects kept for them"
+        );
     }
 
     pub fn count(&self, sql: &str) -> i64 {
@@ -126,17 +165,16 @@ pub fn generate_hourly(out: &Path, coins: usize, days: u32, people: usize, seed:
     .expect("generate");
 }
 
-/// Every file's counts add up to its rows read.
+/// Every file's counts add up to its rows read (read = loaded + duplicate + updated +
+/// rejected + blank + set_aside), whatever its status.
 pub fn assert_reconciles(report: &RunReport) {
     for f in &report.files {
-        if f.status == "loaded" {
-            assert_eq!(
-                f.read,
-                f.loaded + f.duplicate + f.updated + f.rejected,
-                "counts of {} do not add up: {f:?}",
-                f.path
-            );
-        }
+        assert_eq!(
+            f.unaccounted(),
+            0,
+            "counts of {} do not add up: {f:?}",
+            f.path
+        );
     }
 }
 
