@@ -24,7 +24,7 @@ pub enum RefreshError {
 }
 
 /// Coins per batch when reading per-coin inputs back: bounds memory on large tables.
-const COIN_BATCH: usize = 250;
+pub(crate) const COIN_BATCH: usize = 250;
 
 diesel::table! {
     tmp_rank (coin_id, ts) {
@@ -197,7 +197,7 @@ struct Count {
 
 /// Replaces `target`'s rows in scope by those in `temp`, writing only differences.
 /// Returns how many rows were inserted, changed or deleted.
-fn sync(
+pub(crate) fn sync(
     conn: &mut PgConnection,
     target: &str,
     temp: &str,
@@ -242,7 +242,7 @@ fn sync(
 
 /// An empty temporary table shaped like `like`. Created once per run and truncated on
 /// reuse: creating one per batch would pile up locks in the run's transaction.
-fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
+pub(crate) fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
     conn.batch_execute(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {like}) ON COMMIT DROP; TRUNCATE {temp}"
     ))
@@ -270,6 +270,18 @@ pub fn refresh(
     if ranks_changed > 0 || !changes.market_coins.is_empty() {
         changed.push("market");
     }
+    let slot_coins: Vec<String> = changes
+        .market_coins
+        .iter()
+        .chain(&changes.ranking_coins)
+        .chain(&changes.candle_coins)
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    timed("top slots", || {
+        crate::slots::refresh_slots(conn, &slot_coins)
+    })?;
     // Coins with candles in this run are read back: candles win over snapshots.
     let fold = &changes.daily_fold;
     let (folded, read_back): (Vec<String>, Vec<String>) = changes
