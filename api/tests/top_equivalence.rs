@@ -254,6 +254,23 @@ fn slots_answer_exactly_what_the_definition_says_before_and_after_a_second_load(
             .get_result(&mut app.conn())
             .unwrap();
     assert_eq!(updated.p, Some(0.5), "the second load updated prices");
+    // What the run maintained incrementally is what a full recomputation gives.
+    let differing: Price = diesel::sql_query(
+        "SELECT count(*)::float8 AS p FROM ( \
+           (SELECT * FROM top_slots EXCEPT ALL SELECT * FROM top_slots_of( \
+              ARRAY(SELECT id FROM coins), ARRAY(SELECT '-infinity'::timestamptz FROM coins))) \
+           UNION ALL \
+           (SELECT * FROM top_slots_of( \
+              ARRAY(SELECT id FROM coins), ARRAY(SELECT '-infinity'::timestamptz FROM coins)) \
+            EXCEPT ALL SELECT * FROM top_slots)) d",
+    )
+    .get_result(&mut app.conn())
+    .unwrap();
+    assert_eq!(
+        differing.p,
+        Some(0.0),
+        "incremental slots differ from a full recomputation"
+    );
     let second = instants(&mut rng, &history, 180);
     compare(&app, &second);
     // The first instants again: the second load changed answers there too.

@@ -190,9 +190,9 @@ struct Key {
 }
 
 #[derive(QueryableByName)]
-struct Count {
+pub(crate) struct Count {
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pub(crate) n: i64,
 }
 
 /// Replaces `target`'s rows in scope by those in `temp`, writing only differences.
@@ -205,6 +205,30 @@ pub(crate) fn sync(
     values: &[&str],
     scope: Option<(&str, &[String])>,
 ) -> QueryResult<i64> {
+    let scope_sql = match scope {
+        Some((column, _)) => format!("t.{column} = ANY($1)"),
+        None => "TRUE".to_string(),
+    };
+    let sql = sync_sql(target, temp, keys, values, &scope_sql);
+    let count: Count = match scope {
+        Some((_, ids)) => diesel::sql_query(sql)
+            .bind::<Array<Text>, _>(ids)
+            .get_result(conn)?,
+        None => diesel::sql_query(sql).get_result(conn)?,
+    };
+    Ok(count.n)
+}
+
+/// The statement of [`sync`]: deletes the rows of `target` (aliased `t`) matching
+/// `scope_sql` that `temp` lacks, inserts or updates the others where they differ, and
+/// returns the number of rows written as `n`.
+pub(crate) fn sync_sql(
+    target: &str,
+    temp: &str,
+    keys: &[&str],
+    values: &[&str],
+    scope_sql: &str,
+) -> String {
     let on: Vec<String> = keys.iter().map(|k| format!("n.{k} = t.{k}")).collect();
     let all: Vec<&str> = keys.iter().chain(values).copied().collect();
     let set: Vec<String> = values
@@ -215,11 +239,7 @@ pub(crate) fn sync(
         let cols: Vec<String> = values.iter().map(|v| format!("{prefix}{v}")).collect();
         format!("ROW({})", cols.join(", "))
     };
-    let scope_sql = match scope {
-        Some((column, _)) => format!("t.{column} = ANY($1)"),
-        None => "TRUE".to_string(),
-    };
-    let sql = format!(
+    format!(
         "WITH del AS (DELETE FROM {target} t WHERE {scope_sql} AND NOT EXISTS (SELECT 1 FROM {temp} n WHERE {on}) RETURNING 1), \
          ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT ({keys}) DO UPDATE SET {set} \
                  WHERE {old} IS DISTINCT FROM {new} RETURNING 1) \
@@ -230,14 +250,7 @@ pub(crate) fn sync(
         set = set.join(", "),
         old = row(&format!("{target}.")),
         new = row("EXCLUDED."),
-    );
-    let count: Count = match scope {
-        Some((_, ids)) => diesel::sql_query(sql)
-            .bind::<Array<Text>, _>(ids)
-            .get_result(conn)?,
-        None => diesel::sql_query(sql).get_result(conn)?,
-    };
-    Ok(count.n)
+    )
 }
 
 /// An empty temporary table shaped like `like`. Created once per run and truncated on

@@ -32,8 +32,11 @@ CREATE INDEX top_slots_rank_idx ON top_slots (
     bucket, rank ASC NULLS LAST, market_cap_usd DESC NULLS LAST, volume_24h_usd DESC NULLS LAST, coin_id
 ) INCLUDE (valid_from, valid_to, price_usd, rank_source);
 
--- The slots of `coins`, from their market rows and daily candles.
-CREATE FUNCTION top_slots_of(coins text[])
+-- The slots of `coins[i]` that start at or after `since[i]` (`-infinity`: all of them),
+-- from their market rows and daily candles. A slot starting at or after `since` depends
+-- only on rows less than three days older (validity never exceeds 24 h + 1 µs), so a run
+-- that changed a coin's rows from t on recomputes from t - 2 days on, not its history.
+CREATE FUNCTION top_slots_of(coins text[], since timestamptz[])
 RETURNS TABLE (
     bucket integer, coin_id text, valid_from timestamptz, valid_to timestamptz,
     price_usd float8, market_cap_usd float8, volume_24h_usd float8, rank integer,
@@ -41,14 +44,17 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE
 AS $$
-WITH snap AS (
+WITH wanted AS (
+    SELECT w.coin_id, w.since FROM unnest(coins, since) AS w(coin_id, since)
+),
+snap AS (
     SELECT m.coin_id, m.ts AS valid_from,
            least(lead(m.ts) OVER (PARTITION BY m.coin_id ORDER BY m.ts),
                  m.ts + interval '24:00:00.000001') AS valid_to,
            m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank,
            CASE WHEN m.rank IS NULL THEN 'market' ELSE coalesce(m.rank_source, 'market') END AS rank_source
-    FROM market m
-    WHERE m.coin_id = ANY (coins)
+    FROM wanted w
+    JOIN market m ON m.coin_id = w.coin_id AND m.ts >= w.since - interval '3 days'
 ),
 covered AS (
     SELECT s.coin_id, range_agg(tstzrange(s.valid_from, s.valid_to)) AS cover
@@ -61,8 +67,8 @@ ended AS (
     FROM (
         SELECT k.coin_id, k.ts, k.close, k.market_cap_usd, k.volume_usd,
                (date_trunc('day', k.ts AT TIME ZONE 'UTC') + interval '24:00:00') AT TIME ZONE 'UTC' AS ended
-        FROM candles k
-        WHERE k.coin_id = ANY (coins)
+        FROM wanted w
+        JOIN candles k ON k.coin_id = w.coin_id AND k.ts >= w.since - interval '4 days'
     ) c
     ORDER BY c.coin_id, c.ended, c.ts DESC
 ),
@@ -92,6 +98,7 @@ slot AS (
 SELECT b.bucket, s.coin_id, s.valid_from, s.valid_to, s.price_usd, s.market_cap_usd,
        s.volume_24h_usd, s.rank, s.rank_source
 FROM slot s
+JOIN wanted w ON w.coin_id = s.coin_id AND s.valid_from >= w.since
 CROSS JOIN LATERAL generate_series(
     floor(extract(epoch FROM s.valid_from) / 3600)::integer,
     floor((extract(epoch FROM s.valid_to) - 0.000001) / 3600)::integer
@@ -110,7 +117,8 @@ BEGIN
         FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / 500 AS n FROM coins) c
         GROUP BY n
     LOOP
-        INSERT INTO top_slots SELECT * FROM top_slots_of(batch);
+        INSERT INTO top_slots
+        SELECT * FROM top_slots_of(batch, array_fill('-infinity'::timestamptz, ARRAY[cardinality(batch)]));
     END LOOP;
 END
 $$;

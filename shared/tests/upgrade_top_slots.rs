@@ -76,7 +76,7 @@ fn the_top_slots_migration_backfills_a_populated_warehouse_while_it_is_read() {
     assert_eq!(
         count(
             &mut conn,
-            "SELECT count(*) FROM (SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins)) \
+            "SELECT count(*) FROM (SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins), ARRAY(SELECT '-infinity'::timestamptz FROM coins)) \
              EXCEPT SELECT * FROM top_slots) d"
         ),
         0,

@@ -269,7 +269,7 @@ ANALYZE;
 pub fn rebuild_top_slots(conn: &mut PgConnection) {
     conn.batch_execute(
         "DELETE FROM top_slots; \
-         INSERT INTO top_slots SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins))",
+         INSERT INTO top_slots SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins), ARRAY(SELECT '-infinity'::timestamptz FROM coins))",
     )
     .expect("top slots");
 }
