@@ -3,10 +3,11 @@
 //! Takes the coins whose market rows, ranks or candles a run may have changed. For each,
 //! the earliest timestamp of a market row or candle this run's transaction wrote (its
 //! `xmin` is this transaction or one of its subtransactions: only the ETL writes these
-//! tables, one run at a time) says from where its slots can differ; the slots the
-//! database function `top_slots_of` computes from there on (the one definition of which
-//! row counts at which instant, see its migration) replace the stored ones, writing only
-//! rows that differ. So a day appended to a long history recomputes about a day per
+//! tables, one run at a time) says from where its slots can differ; coins are batched by
+//! that instant, and the slots the database function `top_slots_of` computes from two
+//! days before a batch's earliest change (the one definition of which row counts at
+//! which instant, see its migration) replace the stored ones, writing only rows that
+//! differ. So a day appended to a long history recomputes about a day per
 //! coin, not the history. Returns how many slot rows changed, bumps the `top` data version
 //! when any did (the API's `/top` cache follows it) and refreshes the planner statistics.
 //! Never reads the rows into the process: the work stays in the database.
@@ -67,9 +68,12 @@ pub fn refresh_slots(conn: &mut PgConnection, coins: &[String]) -> Result<i64, R
     if coins.is_empty() {
         return Ok(0);
     }
-    let written: Vec<Since> = diesel::sql_query(WRITTEN_SINCE_SQL)
+    let mut written: Vec<Since> = diesel::sql_query(WRITTEN_SINCE_SQL)
         .bind::<Array<Text>, _>(coins)
         .load(conn)?;
+    // A batch is recomputed from its earliest change: batch coins that changed at about
+    // the same time together.
+    written.sort_by_key(|s| s.since);
     let mut changed = 0;
     for batch in written.chunks(COIN_BATCH) {
         let ids: Vec<&str> = batch.iter().map(|s| s.key.as_str()).collect();
@@ -89,23 +93,24 @@ pub fn refresh_slots(conn: &mut PgConnection, coins: &[String]) -> Result<i64, R
                 .execute(conn)? as i64;
             continue;
         }
-        // Two days before the first change: the slot of the row before it ends there.
-        let since: Vec<DateTime<Utc>> = batch
+        // Two days before the batch's first change: the slot of the row before it ends
+        // there. One instant for the batch keeps the scope an index range of the key.
+        let from = batch
             .iter()
-            .map(|s| s.since - chrono::Duration::days(2))
-            .collect();
+            .map(|s| s.since)
+            .min()
+            .unwrap_or(DateTime::UNIX_EPOCH)
+            - chrono::Duration::days(2);
         temp_table(conn, "tmp_top_slots", "top_slots")?;
         diesel::sql_query(format!("INSERT INTO tmp_top_slots {SLOTS_SQL}"))
             .bind::<Array<Text>, _>(&ids)
-            .bind::<Array<Timestamptz>, _>(&since)
+            .bind::<Array<Timestamptz>, _>(vec![from; ids.len()])
             .execute(conn)?;
-        let scope =
-            "EXISTS (SELECT 1 FROM unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since) \
-                     WHERE w.coin_id = t.coin_id AND t.valid_from >= w.since)";
+        let scope = "t.coin_id = ANY($1) AND t.valid_from >= $2";
         let count: Count =
             diesel::sql_query(sync_sql("top_slots", "tmp_top_slots", KEYS, VALUES, scope))
                 .bind::<Array<Text>, _>(&ids)
-                .bind::<Array<Timestamptz>, _>(&since)
+                .bind::<Timestamptz, _>(from)
                 .get_result(conn)?;
         changed += count.n;
     }
