@@ -276,3 +276,71 @@ fn slots_answer_exactly_what_the_definition_says_before_and_after_a_second_load(
     // The first instants again: the second load changed answers there too.
     compare(&app, &first);
 }
+
+#[test]
+fn daily_candles_loaded_by_the_etl_answer_top_and_a_later_snapshot_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("coins.csv"),
+        "id,symbol,name\nkaggle-coin,kag,Kaggle Coin\nother,OTH,Other\n",
+    )
+    .unwrap();
+    let mut candles = String::from("coin_id,date,open,high,low,close,volume,market_cap\n");
+    for day in 1..=5 {
+        writeln!(
+            candles,
+            "kaggle-coin,2019-12-0{day},1,2,0.5,{},100,{}",
+            10 + day,
+            1000 + day
+        )
+        .unwrap();
+        writeln!(
+            candles,
+            "other,2019-12-0{day},1,2,0.5,{},100,{}",
+            20 + day,
+            9000 + day
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("candles.csv"), candles).unwrap();
+    let db = TestDb::new();
+    let mut opts = coinflow_etl::RunOptions::new(db.url(), dir.path());
+    opts.db_wait = std::time::Duration::from_secs(5);
+    coinflow_etl::run(&opts).expect("candles load");
+    let app = App::on(db, |_| {});
+
+    let body = app.get("/top?limit=5&datetime=2019-12-04").json();
+    let rows: Vec<(&str, f64, &str, &str)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap(),
+                r["price_usd"].as_f64().unwrap(),
+                r["rank_source"].as_str().unwrap(),
+                r["symbol"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The candles of 12-03 ended at 12-04 00:00; those of 12-04 have not ended.
+    assert_eq!(
+        rows,
+        [
+            ("other", 23.0, "candles", "OTH"),
+            ("kaggle-coin", 13.0, "candles", "KAG"),
+        ]
+    );
+
+    // A later run brings a snapshot of one coin: it takes over from its candle.
+    std::fs::write(
+        dir.path().join("markets.csv"),
+        "coin_id,timestamp,price,market_cap\nother,2019-12-04T06:00:00Z,99,50\n",
+    )
+    .unwrap();
+    coinflow_etl::run(&opts).expect("markets load");
+    let body = app.get("/top?limit=5&datetime=2019-12-04").json();
+    assert_eq!(body["data"][0]["id"], "kaggle-coin", "by cap: 1003 over 50");
+    assert_eq!(body["data"][1]["price_usd"], 99.0);
+    assert_eq!(body["data"][1]["rank_source"], "market");
+}
