@@ -216,6 +216,16 @@ fn compare(app: &App, instants: &[DateTime<Utc>]) -> usize {
     with_rows
 }
 
+/// A fresh database loaded by the ETL from `dir`, the API on it, and the run's options
+/// (for later runs).
+fn loaded(dir: &std::path::Path, what: &str) -> (App, coinflow_etl::RunOptions) {
+    let db = TestDb::new();
+    let mut opts = coinflow_etl::RunOptions::new(db.url(), dir);
+    opts.db_wait = std::time::Duration::from_secs(5);
+    coinflow_etl::run(&opts).expect(what);
+    (App::on(db, |_| {}), opts)
+}
+
 #[derive(QueryableByName)]
 struct Price {
     #[diesel(sql_type = Nullable<Double>)]
@@ -230,11 +240,7 @@ fn slots_answer_exactly_what_the_definition_says_before_and_after_a_second_load(
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("listings.csv"), listings).unwrap();
     std::fs::write(dir.path().join("markets.csv"), markets).unwrap();
-    let db = TestDb::new();
-    let mut opts = coinflow_etl::RunOptions::new(db.url(), dir.path());
-    opts.db_wait = std::time::Duration::from_secs(5);
-    coinflow_etl::run(&opts).expect("first load");
-    let app = App::on(db, |_| {});
+    let (app, opts) = loaded(dir.path(), "first load");
 
     let first = instants(&mut rng, &history, 180);
     let answered = compare(&app, &first);
@@ -303,11 +309,7 @@ fn daily_candles_loaded_by_the_etl_answer_top_and_a_later_snapshot_takes_over() 
         .unwrap();
     }
     std::fs::write(dir.path().join("candles.csv"), candles).unwrap();
-    let db = TestDb::new();
-    let mut opts = coinflow_etl::RunOptions::new(db.url(), dir.path());
-    opts.db_wait = std::time::Duration::from_secs(5);
-    coinflow_etl::run(&opts).expect("candles load");
-    let app = App::on(db, |_| {});
+    let (app, opts) = loaded(dir.path(), "candles load");
 
     let body = app.get("/top?limit=5&datetime=2019-12-04").json();
     let rows: Vec<(&str, f64, &str, &str)> = body["data"]
