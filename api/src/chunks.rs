@@ -22,7 +22,7 @@ use crate::format::{csv_header, Format};
 use crate::params::{parse_instant, DayEnd, ReqInfo};
 use crate::raw::{col, key_text, Bind, Col, Kind, RawQuery, RawRow, RecordWriter};
 use crate::reply::{etag, none_match, Reply};
-use crate::state::{with_read_conn, AppState};
+use crate::state::{with_read_conn, AppState, LARGE_CHUNK};
 use chrono::{DateTime, SecondsFormat, Utc};
 use coinflow_shared::cursor::{Cursor, CursorCodec};
 use coinflow_shared::dataset::Served;
@@ -68,7 +68,9 @@ const fn field(sql: &'static str, name: &'static str, kind: Kind) -> Field {
 
 const MARKET_FIELDS: &[Field] = &[
     field("t.coin_id", "coin_id", Kind::Text),
-    field("c.symbol", "symbol", Kind::Text),
+    // Symbols are stored as each source writes them (`btc`, `BTC`) and served in upper
+    // case, as the original service's top list did.
+    field("upper(c.symbol)", "symbol", Kind::Text),
     field("c.name", "name", Kind::Text),
     field("t.ts", "ts", Kind::Timestamptz),
     field("t.price_usd", "price_usd", Kind::Float8),
@@ -92,7 +94,7 @@ const DAILY_FIELDS: &[Field] = &[
 ];
 const COIN_FIELDS: &[Field] = &[
     field("t.id", "id", Kind::Text),
-    field("t.symbol", "symbol", Kind::Text),
+    field("upper(t.symbol)", "symbol", Kind::Text),
     field("t.name", "name", Kind::Text),
     field("t.cmc_id", "cmc_id", Kind::Int8),
 ];
@@ -696,7 +698,14 @@ pub async fn serve(state: &AppState, plan: ChunkPlan) -> Result<Reply, ApiError>
     let pool = state.pool.clone();
     let reachability = state.reachability.clone();
     let codec = state.codec.clone();
+    let permit = if plan.size > LARGE_CHUNK {
+        Some(state.cold_permit()?)
+    } else {
+        None
+    };
     rocket::tokio::task::spawn_blocking(move || {
+        // Held until the last row is written.
+        let _permit = permit;
         let mut head_tx = Some(head_tx);
         let result = with_read_conn(&pool, &reachability, |conn| {
             answer(conn, &codec, &plan, &mut head_tx)

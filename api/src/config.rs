@@ -3,6 +3,7 @@
 use coinflow_shared::config::{self, ConfigError};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything the API needs to start. Built from the environment by [`ApiConfig::from_env`]
 /// in the binary, or directly by tests.
@@ -23,6 +24,15 @@ pub struct ApiConfig {
     pub write_token: Option<String>,
     /// `API_POOL_SIZE`, default 16.
     pub pool_size: u32,
+    /// `API_STATEMENT_TIMEOUT_MS`, default 5000: PostgreSQL cancels any API statement
+    /// running longer (the request gets 503 + `Retry-After`).
+    pub statement_timeout: Duration,
+    /// `API_LOCK_TIMEOUT_MS`, default 1000: the longest an API statement waits for a lock.
+    pub lock_timeout: Duration,
+    /// `API_COLD_WORK_LIMIT`: how many expensive computations (a `/top` ranking not in
+    /// the cache, a chunk of more than [`crate::state::LARGE_CHUNK`] rows) may run at
+    /// once; past it, 503 at once. `None`: half the pool (see [`ApiConfig::cold_permits`]).
+    pub cold_work_limit: Option<u32>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -40,6 +50,9 @@ impl std::fmt::Debug for ApiConfig {
             .field("task_output_dir", &self.task_output_dir)
             .field("write_token", &self.write_token.as_ref().map(|_| "<set>"))
             .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("cold_work_limit", &self.cold_work_limit)
             .finish()
     }
 }
@@ -55,11 +68,23 @@ impl ApiConfig {
             task_output_dir: None,
             write_token: None,
             pool_size: 16,
+            statement_timeout: Duration::from_millis(5000),
+            lock_timeout: Duration::from_millis(1000),
+            cold_work_limit: None,
         }
     }
 
+    /// How many expensive computations may run at once: the configured limit (at most the
+    /// pool), else half the pool, at least one.
+    pub fn cold_permits(&self) -> u32 {
+        self.cold_work_limit
+            .unwrap_or(self.pool_size / 2)
+            .clamp(1, self.pool_size.max(1))
+    }
+
     /// Reads `DATABASE_URL`, `API_ADDRESS`, `API_PORT`, `CURSOR_SECRET`,
-    /// `TASK_OUTPUT_DIR`, `API_WRITE_TOKEN` and `API_POOL_SIZE`.
+    /// `TASK_OUTPUT_DIR`, `API_WRITE_TOKEN`, `API_POOL_SIZE`, `API_STATEMENT_TIMEOUT_MS`,
+    /// `API_LOCK_TIMEOUT_MS` and `API_COLD_WORK_LIMIT`.
     pub fn from_env() -> Result<ApiConfig, ConfigError> {
         let mut cfg = ApiConfig::new(config::database_url()?);
         cfg.address = config::parsed_or("API_ADDRESS", cfg.address)?;
@@ -72,9 +97,37 @@ impl ApiConfig {
                 reason: "the pool needs at least one connection".into(),
             });
         }
+        cfg.statement_timeout = millis("API_STATEMENT_TIMEOUT_MS", cfg.statement_timeout)?;
+        cfg.lock_timeout = millis("API_LOCK_TIMEOUT_MS", cfg.lock_timeout)?;
+        let cold = config::parsed_or("API_COLD_WORK_LIMIT", cfg.cold_permits())?;
+        cfg.cold_work_limit = Some(cold);
+        if cold == 0 || cold > cfg.pool_size {
+            return Err(ConfigError::Invalid {
+                name: "API_COLD_WORK_LIMIT",
+                value: cold.to_string(),
+                reason: format!(
+                    "must be from 1 to API_POOL_SIZE ({}), so cheap reads always find a connection",
+                    cfg.pool_size
+                ),
+            });
+        }
         cfg.cursor_secret = config::optional("CURSOR_SECRET").map(String::into_bytes);
         cfg.task_output_dir = config::optional("TASK_OUTPUT_DIR").map(PathBuf::from);
         cfg.write_token = config::optional("API_WRITE_TOKEN");
         Ok(cfg)
     }
+}
+
+/// A positive number of milliseconds from `name`, or `default`.
+fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    let ms: u64 = config::parsed_or(name, u64::try_from(default.as_millis()).unwrap_or(u64::MAX))?;
+    if ms == 0 {
+        // PostgreSQL reads 0 as "no limit", the opposite of what a zero suggests.
+        return Err(ConfigError::Invalid {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1 millisecond".into(),
+        });
+    }
+    Ok(Duration::from_millis(ms))
 }

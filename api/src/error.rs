@@ -15,6 +15,9 @@ use utoipa::ToSchema;
 
 /// Seconds a client should wait before retrying when the database is unreachable.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
+/// Seconds a client should wait before retrying when the API is busy.
+pub const BUSY_RETRY_AFTER_SECONDS: u32 = 1;
+const BUSY_SLUG: &str = "busy";
 
 /// An HTTP problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -75,6 +78,10 @@ pub enum ApiError {
     /// The database cannot be reached; the string is for the log only.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The API is too busy for this request right now (expensive work at its bound, or a
+    /// statement over its time or lock limit); the string is for the log only.
+    #[error("busy: {0}")]
+    Busy(String),
     /// The API runs but cannot serve data yet (readiness); the string says why.
     #[error("{0}")]
     NotReady(String),
@@ -102,7 +109,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => Status::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             ApiError::Unprocessable(_) => Status::UnprocessableEntity,
-            ApiError::Unavailable(_) | ApiError::NotReady(_) => Status::ServiceUnavailable,
+            ApiError::Unavailable(_) | ApiError::Busy(_) | ApiError::NotReady(_) => {
+                Status::ServiceUnavailable
+            }
             ApiError::Internal(_) => Status::InternalServerError,
         }
     }
@@ -128,6 +137,11 @@ impl ApiError {
                 "database-unavailable",
                 format!("the database is unreachable right now; retry in {RETRY_AFTER_SECONDS} seconds"),
             ),
+            ApiError::Busy(_) => Problem::new(
+                status,
+                BUSY_SLUG,
+                format!("the server is busy with expensive requests; retry in {BUSY_RETRY_AFTER_SECONDS} second"),
+            ),
             ApiError::NotReady(d) => Problem::new(status, "not-ready", d),
             ApiError::Internal(_) => Problem::new(
                 status,
@@ -145,9 +159,19 @@ impl ApiError {
                 request.method(),
                 request.uri()
             ),
+            ApiError::Busy(e) => {
+                log::warn!("{} {}: busy: {e}", request.method(), request.uri())
+            }
             _ => {}
         }
     }
+}
+
+/// The texts PostgreSQL cancels a statement with when it ran over `statement_timeout` or
+/// waited for a lock over `lock_timeout` (diesel does not expose the SQLSTATE).
+fn is_timeout(message: &str) -> bool {
+    message.contains("canceling statement due to statement timeout")
+        || message.contains("canceling statement due to lock timeout")
 }
 
 /// The texts of errors that mean "the server or the connection went away".
@@ -177,6 +201,9 @@ impl From<DieselError> for ApiError {
             ) => ApiError::Unavailable(info.message().to_string()),
             DieselError::DatabaseError(_, ref info) if is_connection_failure(info.message()) => {
                 ApiError::Unavailable(info.message().to_string())
+            }
+            DieselError::DatabaseError(_, ref info) if is_timeout(info.message()) => {
+                ApiError::Busy(info.message().to_string())
             }
             DieselError::BrokenTransactionManager => {
                 ApiError::Unavailable("broken transaction manager".into())
@@ -219,7 +246,12 @@ pub fn problem_response<'r>(problem: &Problem, allowed: &[Method]) -> Response<'
         .sized_body(body.len(), Cursor::new(body));
     match problem.status {
         503 => {
-            response.header(Header::new("Retry-After", RETRY_AFTER_SECONDS.to_string()));
+            let seconds = if problem.kind.ends_with(BUSY_SLUG) {
+                BUSY_RETRY_AFTER_SECONDS
+            } else {
+                RETRY_AFTER_SECONDS
+            };
+            response.header(Header::new("Retry-After", seconds.to_string()));
         }
         401 => {
             response.header(Header::new("WWW-Authenticate", "Bearer"));

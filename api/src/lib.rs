@@ -42,13 +42,16 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
         );
         random_key()
     });
-    let (pool, reachability) = state::pool(&config.database_url, config.pool_size);
+    let (pool, reachability) = state::configured_pool(&config);
     let top_versions = routes::top::VersionChecker::start(pool.clone(), reachability.clone());
     let state = AppState {
         pool,
         reachability,
         top_cache: routes::top::TopCache::default(),
         top_versions,
+        cold: std::sync::Arc::new(rocket::tokio::sync::Semaphore::new(
+            config.cold_permits() as usize
+        )),
         codec: CursorCodec::new(&secret),
         task_output_dir: config.task_output_dir.clone(),
         write_token: config.write_token.clone(),

@@ -6,6 +6,7 @@
 use crate::error::ApiError;
 use crate::format::Format;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use coinflow_shared::instant::{self, TIMESTAMP_RANGE_TEXT};
 use rocket::http::ContentType;
 use rocket::request::{FromRequest, Outcome, Request};
 use std::convert::Infallible;
@@ -126,18 +127,36 @@ pub enum DayEnd {
 
 /// An instant given as ISO-8601 (with or without zone; no zone means UTC), a bare date
 /// (its start or its end, as `day_end` says) or unix seconds.
+/// An instant outside the range the warehouse holds ([`coinflow_shared::instant`]) is a 400
+/// like any other bad value: PostgreSQL would refuse some of them and could hold none.
 pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTime<Utc>, ApiError> {
+    let out_of_range = || {
+        ApiError::bad_request(format!(
+            "{name} must lie within {TIMESTAMP_RANGE_TEXT} (the instants the warehouse holds), not {value:?}"
+        ))
+    };
+    match parse_any_instant(name, value, day_end) {
+        Ok(at) if instant::holds(at) => Ok(at),
+        Ok(_) => Err(out_of_range()),
+        // Unix seconds beyond what chrono represents.
+        Err(_) if is_integer(value.trim()) => Err(out_of_range()),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_integer(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parse_any_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTime<Utc>, ApiError> {
     let v = value.trim();
     let bad = || {
         ApiError::bad_request(format!(
             "{name} must be an ISO-8601 date-time, a date (YYYY-MM-DD) or unix seconds, not {value:?}"
         ))
     };
-    if !v.is_empty()
-        && v.trim_start_matches('-')
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-    {
+    if is_integer(v) {
         let secs: i64 = v.parse().map_err(|_| bad())?;
         return DateTime::from_timestamp(secs, 0).ok_or_else(bad);
     }
@@ -248,7 +267,26 @@ mod tests {
             parse_instant("t", "2024-03-01", DayEnd::Start).ok(),
             Some(at("2024-03-01T00:00:00Z"))
         );
-        for bad in ["yesterday", "2024-13-01", "", "12:00"] {
+        assert_eq!(
+            parse_instant("t", "9999-12-31", DayEnd::End).ok(),
+            Some(at("9999-12-31T23:59:59.999999Z")),
+            "the last day the warehouse holds"
+        );
+        assert_eq!(
+            parse_instant("t", "0", DayEnd::End).ok(),
+            Some(at("1970-01-01T00:00:00Z"))
+        );
+        for bad in [
+            "yesterday",
+            "2024-13-01",
+            "",
+            "12:00",
+            "-300000000000",
+            "9467020800000",
+            "1969-12-31T23:59:59Z",
+            "-1",
+            "+10000-01-01T00:00:00Z",
+        ] {
             assert!(
                 parse_instant("t", bad, DayEnd::End).is_err(),
                 "{bad:?} accepted"

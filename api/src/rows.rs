@@ -288,6 +288,10 @@ pub struct TopRow {
     pub market_cap_usd: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     pub volume_24h_usd: Option<f64>,
+    /// Where the row comes from: the ranking source of a ranked snapshot (e.g. `cmc`),
+    /// `market` for an unranked snapshot, `candles` for a daily candle's close.
+    #[diesel(sql_type = Text)]
+    pub rank_source: String,
 }
 
 impl Record for TopRow {

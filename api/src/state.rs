@@ -11,7 +11,15 @@
 //!   attempt. When every connection is busy but the database answers (pure overload), a
 //!   request waits for a connection (up to [`OVERLOAD_WAIT`]) instead of failing; when the
 //!   database cannot be reached, it gets 503 within [`CHECKOUT_SLICE`].
+//!
+//! The pool also defends itself: every connection runs its statements under
+//! `statement_timeout` and `lock_timeout` (set once per connection), and work that can be
+//! expensive (a `/top` ranking not in the cache, a chunk of more than [`LARGE_CHUNK`]
+//! rows) takes a permit of [`AppState::cold`] first, so it never holds more than part of
+//! the pool; without a free permit the request gets 503 with `Retry-After` at once
+//! instead of queueing, and cheap reads always find a connection.
 
+use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::routes::top::{TopCache, VersionChecker};
 use coinflow_shared::cursor::CursorCodec;
@@ -19,8 +27,9 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, PooledConnection, R2D2Connection};
 use diesel::Connection;
+use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +39,8 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 pub const CHECKOUT_SLICE: Duration = Duration::from_millis(250);
 /// The longest a request waits for a connection while the database is reachable.
 pub const OVERLOAD_WAIT: Duration = Duration::from_secs(20);
+/// A chunk of more rows than this is expensive work, bounded like a cold `/top`.
+pub const LARGE_CHUNK: u32 = 1000;
 
 /// A pooled connection with what the pool needs to know about its last use.
 pub struct ApiConn {
@@ -44,20 +55,29 @@ pub struct ApiConn {
 }
 
 /// Whether the database answered the latest connection attempt.
+/// Also counts the check-outs that had to wait.
 #[derive(Default)]
 pub struct Reachability {
     down: AtomicBool,
+    waits: AtomicU64,
 }
 
 impl Reachability {
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
     }
+
+    /// How many check-outs found every connection of the pool in use for a whole slice.
+    pub fn checkout_waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
 }
 
 /// The r2d2 manager: connects, pings only stale connections, drops broken ones.
 pub struct Manager {
     url: String,
+    /// Run once on each new connection: the statement and lock timeouts.
+    session: String,
     reachability: Arc<Reachability>,
 }
 
@@ -66,7 +86,12 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<ApiConn, r2d2::Error> {
-        match PgConnection::establish(&self.url) {
+        let connected = PgConnection::establish(&self.url).and_then(|mut pg| {
+            pg.batch_execute(&self.session)
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(pg)
+        });
+        match connected {
             Ok(pg) => {
                 self.reachability.down.store(false, Ordering::Relaxed);
                 Ok(ApiConn {
@@ -105,16 +130,29 @@ impl ManageConnection for Manager {
 
 pub type ApiPool = r2d2::Pool<Manager>;
 
+/// A pool of `max_size` connections to `url` with the default timeouts of [`ApiConfig`].
+pub fn pool(url: &str, max_size: u32) -> (ApiPool, Arc<Reachability>) {
+    configured_pool(&ApiConfig {
+        pool_size: max_size,
+        ..ApiConfig::new(url)
+    })
+}
+
 /// The API's pool. Connections are made lazily so the API starts (and reports 503) while
 /// the database is down.
-pub fn pool(url: &str, max_size: u32) -> (ApiPool, Arc<Reachability>) {
+pub fn configured_pool(config: &ApiConfig) -> (ApiPool, Arc<Reachability>) {
     let reachability = Arc::new(Reachability::default());
     let manager = Manager {
-        url: url.to_string(),
+        url: config.database_url.clone(),
+        session: format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            config.statement_timeout.as_millis(),
+            config.lock_timeout.as_millis()
+        ),
         reachability: reachability.clone(),
     };
     let pool = r2d2::Pool::builder()
-        .max_size(max_size)
+        .max_size(config.pool_size)
         .min_idle(Some(0))
         .connection_timeout(CHECKOUT_SLICE)
         .test_on_check_out(true)
@@ -131,6 +169,8 @@ pub struct AppState {
     pub write_token: Option<String>,
     pub top_cache: TopCache,
     pub top_versions: VersionChecker,
+    /// Permits for expensive work (see the module documentation).
+    pub cold: Arc<Semaphore>,
 }
 
 /// A checked-out connection and whether it skipped the ping.
@@ -144,6 +184,7 @@ pub struct Checkout {
 /// could be made at all within one slice, it answers 503 at once.
 pub fn checkout(pool: &ApiPool, reachability: &Reachability) -> Result<Checkout, ApiError> {
     let started = Instant::now();
+    let mut waited = false;
     loop {
         match pool.get_timeout(CHECKOUT_SLICE) {
             Ok(conn) => {
@@ -151,6 +192,13 @@ pub fn checkout(pool: &ApiPool, reachability: &Reachability) -> Result<Checkout,
                 return Ok(Checkout { conn, unverified });
             }
             Err(e) => {
+                let state = pool.state();
+                // Waiting because every connection is in use (not because one is slow
+                // to open) is what the cold-work bound exists to prevent.
+                if !waited && state.idle_connections == 0 && state.connections >= pool.max_size() {
+                    waited = true;
+                    reachability.waits.fetch_add(1, Ordering::Relaxed);
+                }
                 let live = pool.state().connections;
                 if reachability.is_down() || live == 0 || started.elapsed() >= OVERLOAD_WAIT {
                     return Err(ApiError::Unavailable(format!(
@@ -200,6 +248,15 @@ pub fn with_read_conn<T>(
 }
 
 impl AppState {
+    /// A permit for expensive work, or 503 at once when all are taken. Hold it until the
+    /// work is done.
+    pub fn cold_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.cold
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy("every permit for expensive work is taken".into()))
+    }
+
     /// Runs `work` with a pooled connection on the blocking thread pool (diesel is
     /// synchronous), once: for work that writes. An unreachable database becomes 503.
     pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>

@@ -51,6 +51,7 @@ UPDATE data_versions SET version = 1;
 "#,
         )
         .unwrap();
+    common::rebuild_top_slots(&mut db.conn());
     db
 }
 
@@ -84,7 +85,7 @@ fn top_ranks_each_coins_latest_row_within_a_day() {
     assert_eq!(
         body["data"][1],
         json!({"rank": 2, "id": "alpha", "symbol": "ALP", "name": "Alpha", "price_usd": 2.5,
-               "market_cap_usd": 100.0, "volume_24h_usd": 10.0}),
+               "market_cap_usd": 100.0, "volume_24h_usd": 10.0, "rank_source": "cmc"}),
         "alpha's latest row at or before the instant"
     );
     assert!(body["data"][5]["market_cap_usd"].is_null());
@@ -171,6 +172,23 @@ fn bad_top_requests_and_empty_history_are_problems() {
     ] {
         app.get(uri).assert_problem(400);
     }
+    // Instants the warehouse cannot hold (some PostgreSQL cannot either): 400, not 500.
+    for uri in [
+        "/top?limit=3&datetime=-300000000000",
+        "/top?limit=3&datetime=9467020800000",
+        "/top?limit=3&datetime=1969-12-31T23:59:59Z",
+        "/read/market?from=-300000000000",
+        "/read/market?to=9467020800000",
+    ] {
+        let p = app.get(uri).assert_problem(400);
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("1970-01-01 to 9999-12-31"),
+            "{uri}: {p}"
+        );
+    }
     assert_eq!(app.get("/top?limit=5000").status.code, 200);
     let p = app
         .get("/top?limit=3&datetime=1990-01-01")
@@ -198,7 +216,7 @@ fn top_answers_if_none_match_until_market_changes() {
             .code,
         200
     );
-    app.exec("UPDATE data_versions SET version = 2 WHERE dataset = 'market'");
+    app.exec("UPDATE data_versions SET version = 2 WHERE dataset = 'top'");
     assert_eq!(
         app.get_with("/top?limit=3", "If-None-Match", &etag)
             .status
@@ -235,6 +253,7 @@ fn top_is_cached_until_an_etl_run_changes_market_or_coins() {
     // Rows that change without a new data version (no ETL run does that) are not seen:
     // the answer comes from the cache.
     app.exec("UPDATE market SET rank = 1 WHERE coin_id = 'gamma'");
+    common::rebuild_top_slots(&mut app.conn());
     assert_eq!(app.get(at).json(), before);
     assert_eq!(app.get("/top?limit=10").json(), latest_before);
     assert_eq!(
@@ -243,8 +262,8 @@ fn top_is_cached_until_an_etl_run_changes_market_or_coins() {
         "answered from the cache"
     );
 
-    // An ETL run that changed market bumps its version: the next answer is fresh.
-    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'market'");
+    // An ETL run that changed the slots bumps their version: the next answer is fresh.
+    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'top'");
     let after = app.get(at).json();
     assert_eq!(ids(&after)[..2], ["beta".to_string(), "gamma".to_string()]);
     assert!(state.top_cache.computations() > computed);
@@ -254,7 +273,8 @@ fn top_is_cached_until_an_etl_run_changes_market_or_coins() {
         "INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source)
          VALUES ('gamma', '2024-05-04T00:00:00Z', 3.5, 500, 10, 1, 'cmc')",
     );
-    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'market'");
+    common::rebuild_top_slots(&mut app.conn());
+    app.exec("UPDATE data_versions SET version = version + 1 WHERE dataset = 'top'");
     let latest = app.get("/top?limit=10").json();
     assert_eq!(latest["as_of"], "2024-05-04T00:00:00Z");
     assert_eq!(
@@ -329,4 +349,135 @@ fn the_top_cache_is_bounded() {
         "{cached} answers cached"
     );
     assert!(cached <= MAX_ENTRIES);
+}
+
+#[test]
+fn symbols_are_served_in_upper_case_whatever_case_they_were_stored_in() {
+    let db = market_db();
+    db.conn()
+        .batch_execute("UPDATE coins SET symbol = lower(symbol) WHERE id IN ('alpha', 'beta')")
+        .unwrap();
+    let app = App::on(db, |_| {});
+    let body = app.get("/top?limit=2&datetime=2024-05-02T12:00:00Z").json();
+    let symbols: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(symbols, ["BET", "ALP"]);
+    let csv = app.get("/top?limit=2&datetime=2024-05-02T12:00:00Z&format=csv");
+    assert_eq!(
+        csv.body,
+        "Rank,Symbol,Price USD\r\n1,BET,30000\r\n2,ALP,2.5\r\n"
+    );
+    let coins = app.get("/read/coins?size=2").json();
+    assert_eq!(coins["data"][0]["symbol"], "ALP");
+    let market = app.get("/read/market?coin=beta&size=1").json();
+    assert_eq!(market["data"][0]["symbol"], "BET");
+    // Stored as given.
+    assert_eq!(
+        common::texts(
+            &mut app.conn(),
+            "SELECT symbol AS t FROM coins WHERE id = 'alpha'"
+        ),
+        ["alp"]
+    );
+}
+
+/// Daily candles (Kaggle-style, stamped at the start of their day) for coins that have
+/// no market row near the instant.
+fn candles_app() -> App {
+    let db = TestDb::new();
+    db.conn()
+        .batch_execute(
+            r#"
+INSERT INTO coins (id, symbol, name) VALUES
+  ('kag', 'kag', 'Kaggle Coin'), ('mkt', 'MKT', 'Market Coin'), ('both', 'BTH', 'Both');
+INSERT INTO candles (coin_id, ts, open, high, low, close, volume_usd, market_cap_usd)
+SELECT 'kag', timestamptz '2019-12-01T00:00:00Z' + d * interval '1 day', 1, 2, 0.5, 10 + d, 100, 1000 + d
+FROM generate_series(0, 4) d;
+INSERT INTO candles (coin_id, ts, open, high, low, close, volume_usd, market_cap_usd) VALUES
+  ('both', '2019-12-03T23:59:59Z', 1, 2, 0.5, 7, 10, 9000),
+  ('mkt', '2019-12-03T00:00:00Z', 1, 2, 0.5, 99, 10, 99999);
+INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source) VALUES
+  ('mkt', '2019-12-04T12:00:00Z', 5, 500, 1, NULL, NULL),
+  ('both', '2019-12-02T00:00:00Z', 6, 600, 1, 1, 'cmc');
+INSERT INTO etl_runs (status, pid, host, data_dir) VALUES ('ok', 1, 'h', '/d');
+"#,
+        )
+        .unwrap();
+    common::rebuild_top_slots(&mut db.conn());
+    App::on(db, |_| {})
+}
+
+#[test]
+fn coins_with_only_candles_near_the_instant_rank_by_their_latest_ended_candle() {
+    let app = candles_app();
+    let body = app.get("/top?limit=10&datetime=2019-12-04").json();
+    let rows: Vec<(String, f64, String)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["price_usd"].as_f64().unwrap(),
+                r["rank_source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // both: its market row (12-02) is over a day old, its candle of 12-03 ended at 12-04
+    // 00:00; kag: the candle of 12-03 (close 12), not that of 12-04, which has not ended;
+    // mkt: its market row wins over its candle.
+    assert_eq!(
+        rows,
+        [
+            ("both".to_string(), 7.0, "candles".to_string()),
+            ("kag".to_string(), 12.0, "candles".to_string()),
+            ("mkt".to_string(), 5.0, "market".to_string()),
+        ]
+    );
+    assert_eq!(body["data"][1]["market_cap_usd"], 1002.0);
+    assert_eq!(body["data"][1]["symbol"], "KAG");
+
+    // One microsecond before the 12-04 candle's day ends, it still does not count.
+    let before_end = app
+        .get("/top?limit=10&datetime=2019-12-04T23:59:59.999999Z")
+        .json();
+    assert_eq!(before_end["data"][1]["price_usd"], 12.0);
+    let at_end = app
+        .get("/top?limit=10&datetime=2019-12-05T00:00:00Z")
+        .json();
+    assert_eq!(at_end["data"][1]["id"], "kag");
+    assert_eq!(at_end["data"][1]["price_usd"], 13.0);
+
+    // Before any candle ended and any snapshot: 404; a day after the last candle
+    // ended (12-06 00:00) and every snapshot: 200 with an empty list.
+    app.get("/top?limit=10&datetime=2019-12-01T12:00:00Z")
+        .assert_problem(404);
+    let after = app.get("/top?limit=10&datetime=2019-12-07T00:00:01Z");
+    assert_eq!(after.status.code, 200, "{}", after.body);
+    assert_eq!(after.json()["data"], json!([]));
+    let last_moment = app
+        .get("/top?limit=10&datetime=2019-12-07T00:00:00Z")
+        .json();
+    assert_eq!(ids(&last_moment), ["kag"], "not older than one period");
+}
+
+#[test]
+fn candles_alone_give_the_default_instant() {
+    let db = TestDb::new();
+    db.conn()
+        .batch_execute(
+            "INSERT INTO coins (id, symbol, name) VALUES ('kag', 'KAG', 'Kaggle Coin');
+             INSERT INTO candles (coin_id, ts, open, high, low, close) VALUES
+               ('kag', '2019-12-01T00:00:00Z', 1, 2, 0.5, 1.5);",
+        )
+        .unwrap();
+    common::rebuild_top_slots(&mut db.conn());
+    let app = App::on(db, |_| {});
+    let body = app.get("/top?limit=3").json();
+    assert_eq!(body["as_of"], "2019-12-02T00:00:00Z");
+    assert_eq!(ids(&body), ["kag"]);
 }

@@ -1,15 +1,20 @@
+-- The /top ranking (cold: once per instant, limit and data versions), as the handler runs
+-- it: the instant's hour bucket of top_slots walked in rank order (the API computes the
+-- bucket in Rust; here it is computed from :at). Variables: :at, :lim.
+
 SELECT row_number() OVER (
-           ORDER BY l.rank ASC NULLS LAST, l.market_cap_usd DESC NULLS LAST,
-                    l.volume_24h_usd DESC NULLS LAST, c.id
+           ORDER BY s.rank ASC NULLS LAST, s.market_cap_usd DESC NULLS LAST,
+                    s.volume_24h_usd DESC NULLS LAST, s.coin_id
        ) AS rank,
-       c.id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd
-FROM coins c
-CROSS JOIN LATERAL (
-    SELECT m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank
-    FROM market m
-    WHERE m.coin_id = c.id AND m.ts <= :at AND m.ts >= :at - interval '1 day'
-    ORDER BY m.ts DESC
-    LIMIT 1
-) l
-ORDER BY rank
-LIMIT :lim;
+       c.id, upper(c.symbol), c.name, s.price_usd, s.market_cap_usd, s.volume_24h_usd,
+       s.rank_source
+FROM (
+    SELECT t.coin_id, t.price_usd, t.market_cap_usd, t.volume_24h_usd, t.rank, t.rank_source
+    FROM top_slots t
+    WHERE t.bucket = floor(extract(epoch FROM :at) / 3600)::int8 AND t.valid_from <= :at AND t.valid_to > :at
+    ORDER BY t.rank ASC NULLS LAST, t.market_cap_usd DESC NULLS LAST,
+             t.volume_24h_usd DESC NULLS LAST, t.coin_id
+    LIMIT :lim
+) s
+JOIN coins c ON c.id = s.coin_id
+ORDER BY rank;

@@ -3,8 +3,9 @@
 //! Stages (each a module): [`extract`] finds and reads files → [`validate`] turns raw
 //! records into typed [`rows`] or rejects (with [`values`] and [`resolve`]) → [`load`]
 //! stages them with binary COPY and merges them → [`refresh`] rebuilds the derived
-//! tables through the pure polars [`transform`]s → [`report`] summarises. [`pipeline`]
-//! runs the stages; [`generate`] makes synthetic data.
+//! tables through the pure polars [`transform`]s and [`slots`] the structure `/top`
+//! reads → [`report`] summarises. [`pipeline`] runs the stages; [`generate`] makes
+//! synthetic data.
 
 pub mod extract;
 pub mod generate;
@@ -14,6 +15,7 @@ pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod rows;
+pub mod slots;
 pub mod transform;
 pub mod validate;
 pub mod values;

@@ -24,7 +24,7 @@ pub enum RefreshError {
 }
 
 /// Coins per batch when reading per-coin inputs back: bounds memory on large tables.
-const COIN_BATCH: usize = 250;
+pub(crate) const COIN_BATCH: usize = 250;
 
 diesel::table! {
     tmp_rank (coin_id, ts) {
@@ -190,14 +190,14 @@ struct Key {
 }
 
 #[derive(QueryableByName)]
-struct Count {
+pub(crate) struct Count {
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pub(crate) n: i64,
 }
 
 /// Replaces `target`'s rows in scope by those in `temp`, writing only differences.
 /// Returns how many rows were inserted, changed or deleted.
-fn sync(
+pub(crate) fn sync(
     conn: &mut PgConnection,
     target: &str,
     temp: &str,
@@ -205,6 +205,30 @@ fn sync(
     values: &[&str],
     scope: Option<(&str, &[String])>,
 ) -> QueryResult<i64> {
+    let scope_sql = match scope {
+        Some((column, _)) => format!("t.{column} = ANY($1)"),
+        None => "TRUE".to_string(),
+    };
+    let sql = sync_sql(target, temp, keys, values, &scope_sql);
+    let count: Count = match scope {
+        Some((_, ids)) => diesel::sql_query(sql)
+            .bind::<Array<Text>, _>(ids)
+            .get_result(conn)?,
+        None => diesel::sql_query(sql).get_result(conn)?,
+    };
+    Ok(count.n)
+}
+
+/// The statement of [`sync`]: deletes the rows of `target` (aliased `t`) matching
+/// `scope_sql` that `temp` lacks, inserts or updates the others where they differ, and
+/// returns the number of rows written as `n`.
+pub(crate) fn sync_sql(
+    target: &str,
+    temp: &str,
+    keys: &[&str],
+    values: &[&str],
+    scope_sql: &str,
+) -> String {
     let on: Vec<String> = keys.iter().map(|k| format!("n.{k} = t.{k}")).collect();
     let all: Vec<&str> = keys.iter().chain(values).copied().collect();
     let set: Vec<String> = values
@@ -215,11 +239,7 @@ fn sync(
         let cols: Vec<String> = values.iter().map(|v| format!("{prefix}{v}")).collect();
         format!("ROW({})", cols.join(", "))
     };
-    let scope_sql = match scope {
-        Some((column, _)) => format!("t.{column} = ANY($1)"),
-        None => "TRUE".to_string(),
-    };
-    let sql = format!(
+    format!(
         "WITH del AS (DELETE FROM {target} t WHERE {scope_sql} AND NOT EXISTS (SELECT 1 FROM {temp} n WHERE {on}) RETURNING 1), \
          ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT ({keys}) DO UPDATE SET {set} \
                  WHERE {old} IS DISTINCT FROM {new} RETURNING 1) \
@@ -230,19 +250,12 @@ fn sync(
         set = set.join(", "),
         old = row(&format!("{target}.")),
         new = row("EXCLUDED."),
-    );
-    let count: Count = match scope {
-        Some((_, ids)) => diesel::sql_query(sql)
-            .bind::<Array<Text>, _>(ids)
-            .get_result(conn)?,
-        None => diesel::sql_query(sql).get_result(conn)?,
-    };
-    Ok(count.n)
+    )
 }
 
 /// An empty temporary table shaped like `like`. Created once per run and truncated on
 /// reuse: creating one per batch would pile up locks in the run's transaction.
-fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
+pub(crate) fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
     conn.batch_execute(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {like}) ON COMMIT DROP; TRUNCATE {temp}"
     ))
@@ -270,6 +283,18 @@ pub fn refresh(
     if ranks_changed > 0 || !changes.market_coins.is_empty() {
         changed.push("market");
     }
+    let slot_coins: Vec<String> = changes
+        .market_coins
+        .iter()
+        .chain(&changes.ranking_coins)
+        .chain(&changes.candle_coins)
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    timed("top slots", || {
+        crate::slots::refresh_slots(conn, &slot_coins)
+    })?;
     // Coins with candles in this run are read back: candles win over snapshots.
     let fold = &changes.daily_fold;
     let (folded, read_back): (Vec<String>, Vec<String>) = changes

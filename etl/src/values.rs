@@ -20,10 +20,9 @@ pub enum ValueError {
     OutOfRange,
 }
 
-/// The timestamps the warehouse takes, in UTC microseconds: 1970-01-01 to 9999-12-31.
-/// Daily rows are keyed by days since 1970, and chrono (which the load hands timestamps
-/// to) cannot represent every value a unix-microseconds field can hold.
-pub const TIMESTAMP_RANGE: std::ops::RangeInclusive<Micros> = 0..=253_402_300_799_999_999;
+/// The timestamps the warehouse takes (1970-01-01 to 9999-12-31, in UTC microseconds);
+/// the API checks query instants against the same range.
+pub use coinflow_shared::instant::TIMESTAMP_RANGE;
 
 /// A number: plain, scientific notation, or with thousands separators ("46,048,752").
 /// `Ok(None)` for the missing tokens.
@@ -355,6 +354,8 @@ mod tests {
         }
         assert_eq!(ts("1970-01-01"), 0);
         assert_eq!(ts("9999-12-31T23:59:59.999999Z"), *TIMESTAMP_RANGE.end());
+        assert!(crate::validate::reason::TIMESTAMP_OUT_OF_RANGE
+            .contains(coinflow_shared::instant::TIMESTAMP_RANGE_TEXT));
         assert_eq!(
             parse_timestamp("09/13/15", DateOrder::DayFirst),
             Err(ValueError::AmbiguousDateOrder)

@@ -6,12 +6,14 @@
 //! - [`config`]: settings from the environment (and `.env`).
 //! - [`logging`]: log4rs set-up from the committed YAML file.
 //! - [`dataset`]: the registry of input datasets and served datasets.
+//! - [`instant`]: the range of instants the warehouse holds (ETL and API alike).
 //! - [`testdb`]: a throwaway, migrated database per test.
 
 pub mod config;
 pub mod cursor;
 pub mod dataset;
 pub mod db;
+pub mod instant;
 pub mod logging;
 pub mod models;
 pub mod schema;

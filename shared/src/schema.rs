@@ -176,6 +176,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    top_slots (coin_id, valid_from, bucket) {
+        bucket -> Int4,
+        coin_id -> Text,
+        valid_from -> Timestamptz,
+        valid_to -> Timestamptz,
+        price_usd -> Float8,
+        market_cap_usd -> Nullable<Float8>,
+        volume_24h_usd -> Nullable<Float8>,
+        rank -> Nullable<Int4>,
+        rank_source -> Text,
+    }
+}
+
+diesel::table! {
     traders (person_id) {
         person_id -> Int8,
         first_name -> Text,
@@ -235,6 +249,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rankings,
     task_results,
     tickers,
+    top_slots,
     traders,
     trades,
 );

@@ -39,7 +39,7 @@ fn served(name: &str) -> Result<Source, ApiError> {
             content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "Bad query value or unknown parameter", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/first-chunk")]
 pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
@@ -61,7 +61,7 @@ pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "Missing, garbage or tampered cursor", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The dataset changed since the cursor was issued", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/next-chunk")]
 pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
@@ -95,7 +95,7 @@ pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply,
         (status = 400, description = "Bad query value, unknown parameter, tampered cursor", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown dataset", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The dataset changed since the cursor was issued", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/<dataset>")]
 pub async fn dataset(

@@ -1,11 +1,14 @@
 //! `GET /top`: the top coins at an instant. Each coin's latest `market` row at or before
-//! the instant and not older than one day; ranked by the ranking source's rank, then
-//! coins without a rank by market cap, then volume; ranks renumbered 1..n.
+//! the instant and not older than one day, or for a coin without one, its latest daily
+//! candle whose day ENDED by the instant and not longer than a day ago (close as price);
+//! ranked by the ranking source's rank, then coins without a rank by market cap, then
+//! volume; ranks renumbered 1..n.
 //!
-//! The ranking reads a day of market rows (10 000 coins × 25 hourly rows on the benchmark
-//! data), far too much per request, and it only changes when an ETL run changes `market`
-//! or `coins` (names and symbols). So answers are cached in the process ([`TopCache`]):
-//! - per request, one cheap statement reads the data versions of market and coins (shared
+//! A ranking reads `top_slots`, which the ETL maintains (see [`TOP_SQL`]): about `limit`
+//! index entries per request, at any instant. Answers are also cached in the process
+//! ([`TopCache`]), since they only change when an ETL run changes the slots or `coins`
+//! (names and symbols):
+//! - per request, one cheap statement reads the data versions of top and coins (shared
 //!   by the requests waiting at the same moment, see [`VersionChecker`]); the
 //!   cache holds answers of one pair of versions only and starts over when either moves,
 //!   so an ETL run is never answered from before it (a request that read versions older
@@ -13,7 +16,8 @@
 //! - an answer is keyed by the resolved instant and the limit; the default instant (the
 //!   latest `ts`) is itself cached per versions;
 //! - concurrent requests for a missing answer wait for one computation (a `OnceCell` per
-//!   key), and a failed computation (database gone) is not cached;
+//!   key), and a failed computation (database gone) is not cached; a computation takes a
+//!   permit of the API's bound on expensive work first (503 when none is free);
 //! - the cache is bounded: at most [`MAX_ENTRIES`] answers and [`MAX_CACHED_ROWS`] rows
 //!   (by limit), the least recently used going first;
 //! - each answer keeps its rendered bodies, one per format.
@@ -40,35 +44,50 @@ pub const MAX_ENTRIES: usize = 512;
 pub const MAX_CACHED_ROWS: i64 = 250_000;
 
 const VERSIONS_SQL: &str = "SELECT \
-(SELECT version FROM data_versions WHERE dataset = 'market') AS market, \
+(SELECT version FROM data_versions WHERE dataset = 'top') AS top, \
 (SELECT version FROM data_versions WHERE dataset = 'coins') AS coins";
 
-const LATEST_SQL: &str = "SELECT max(ts) AS ts FROM market";
+/// The default instant: the latest market snapshot, or when there is none, the end of the
+/// latest daily candle.
+const LATEST_SQL: &str = "SELECT coalesce((SELECT max(ts) FROM market), \
+(SELECT (date_trunc('day', max(ts) AT TIME ZONE 'UTC') + interval '24:00:00') AT TIME ZONE 'UTC' FROM candles)) AS ts";
 
-/// `$1`: the instant, `$2`: the limit. Each coin's latest row in the window is one
-/// backward probe of market's primary key (a LATERAL per coin): its cost follows the
-/// number of coins, not the number of rows in the day (the `DISTINCT ON` over the day's
-/// rows sorted 250 000 rows for 10 000 hourly coins and cost two to three times more).
+/// `$1`: the instant, `$2`: the limit, `$3`: the instant's hour bucket. `top_slots` holds
+/// each coin's validity intervals (see its migration), once per hour bucket they
+/// overlap: the coins valid at the instant are those of its bucket whose interval holds
+/// it, and the index walks the bucket in rank order, so this reads about `limit` index
+/// entries however many coins there are.
 pub const TOP_SQL: &str = "\
 SELECT row_number() OVER (
-           ORDER BY l.rank ASC NULLS LAST, l.market_cap_usd DESC NULLS LAST,
-                    l.volume_24h_usd DESC NULLS LAST, c.id
+           ORDER BY s.rank ASC NULLS LAST, s.market_cap_usd DESC NULLS LAST,
+                    s.volume_24h_usd DESC NULLS LAST, s.coin_id
        ) AS rank,
-       c.id, c.symbol, c.name, l.price_usd, l.market_cap_usd, l.volume_24h_usd
-FROM coins c
-CROSS JOIN LATERAL (
-    SELECT m.price_usd, m.market_cap_usd, m.volume_24h_usd, m.rank
-    FROM market m
-    WHERE m.coin_id = c.id AND m.ts <= $1::timestamptz AND m.ts >= $1::timestamptz - interval '1 day'
-    ORDER BY m.ts DESC
-    LIMIT 1
-) l
-ORDER BY rank
-LIMIT $2::int8";
+       c.id, upper(c.symbol), c.name, s.price_usd, s.market_cap_usd, s.volume_24h_usd,
+       s.rank_source
+FROM (
+    SELECT t.coin_id, t.price_usd, t.market_cap_usd, t.volume_24h_usd, t.rank, t.rank_source
+    FROM top_slots t
+    WHERE t.bucket = $3::int8 AND t.valid_from <= $1::timestamptz AND t.valid_to > $1::timestamptz
+    ORDER BY t.rank ASC NULLS LAST, t.market_cap_usd DESC NULLS LAST,
+             t.volume_24h_usd DESC NULLS LAST, t.coin_id
+    LIMIT $2::int8
+) s
+JOIN coins c ON c.id = s.coin_id
+ORDER BY rank";
 
-const ANY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1::timestamptz)";
+/// Whether any source holds data at or before `$1` (else 404): a market snapshot, or a
+/// daily candle whose day has ended.
+const ANY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1::timestamptz) \
+OR EXISTS (SELECT 1 FROM candles WHERE (date_trunc('day', ts AT TIME ZONE 'UTC') + interval '24:00:00') AT TIME ZONE 'UTC' <= $1::timestamptz)";
 
-/// The data versions a `/top` answer depends on: (market, coins).
+/// The hour bucket of `top_slots` that holds `at` (hours since the Unix epoch).
+pub fn bucket(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600)
+}
+
+/// The data versions a `/top` answer depends on: (top, coins). The ETL bumps `top` when
+/// it changed `top_slots`, which follows every change of market or candles that matters
+/// to a ranking.
 pub type Versions = (i64, i64);
 
 /// One computed `/top` answer.
@@ -328,7 +347,7 @@ pub struct TopDoc {
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "Missing or bad limit, bad datetime, unknown parameter", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No market data at or before datetime", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable, or too many rankings being computed (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/top")]
 pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
@@ -364,14 +383,17 @@ pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiErr
             .latest(versions)
             .get_or_try_init(|| state.read(read_latest))
             .await?
-            .ok_or_else(|| ApiError::NotFound("there is no market data yet".into()))?,
+            .ok_or_else(|| ApiError::NotFound("there is no market or candle data yet".into()))?,
     };
     let answer = state
         .top_cache
         .answer(versions, as_of, limit)
         .get_or_try_init(|| async {
+            // A ranking not in the cache is the expensive work the pool is guarded from.
+            let permit = state.cold_permit()?;
             state.top_cache.computed.fetch_add(1, Ordering::Relaxed);
             let rows = state.read(move |conn| rank(conn, as_of, limit)).await?;
+            drop(permit);
             Ok::<_, ApiError>(Arc::new(Answer {
                 as_of,
                 rows,
@@ -405,6 +427,7 @@ fn rank(
     let rows = RawQuery::new(TOP_SQL)
         .bind(at.clone())
         .bind(Bind::Int8(limit))
+        .bind(Bind::Int8(bucket(as_of)))
         .map_rows(conn, |row| {
             let missing = || ApiError::Internal("NULL in a /top row".into());
             Ok(TopRow {
@@ -415,6 +438,7 @@ fn rank(
                 price_usd: row.float8(4)?.ok_or_else(missing)?,
                 market_cap_usd: row.float8(5)?,
                 volume_24h_usd: row.float8(6)?,
+                rank_source: row.text(7)?.ok_or_else(missing)?,
             })
         })?;
     if rows.is_empty() {
@@ -423,7 +447,7 @@ fn rank(
             .map_rows(conn, |row| row.bool(0))?;
         if any.first().copied().flatten() != Some(true) {
             return Ok(Err(format!(
-                "no market data at or before {}",
+                "no market data or ended daily candle at or before {}",
                 as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)
             )));
         }

@@ -262,6 +262,16 @@ ANALYZE;
         people = PEOPLE,
     );
     conn.batch_execute(&sql).expect("fixture loads");
+    rebuild_top_slots(conn);
+}
+
+/// Recomputes `top_slots` from market and candles, as an ETL run does after changing them.
+pub fn rebuild_top_slots(conn: &mut PgConnection) {
+    conn.batch_execute(
+        "DELETE FROM top_slots; \
+         INSERT INTO top_slots SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins), ARRAY(SELECT '-infinity'::timestamptz FROM coins))",
+    )
+    .expect("top slots");
 }
 
 /// Serves the real application over TCP on a free local port (its own runtime, in a
