@@ -4,9 +4,11 @@
 //! records into typed [`rows`] or rejects (with [`values`] and [`resolve`]) → [`load`]
 //! stages them with binary COPY and merges them → [`refresh`] rebuilds the derived
 //! tables through the pure polars [`transform`]s → [`report`] summarises. [`pipeline`]
-//! runs the stages; [`generate`] makes synthetic data.
+//! runs the stages; [`generate`] makes synthetic data; [`fetch`] pulls live sources
+//! (CoinGecko, CoinMarketCap, CryptoCompare) into canonical CSV files for the run.
 
 pub mod extract;
+pub mod fetch;
 pub mod generate;
 pub mod load;
 pub mod pipeline;
