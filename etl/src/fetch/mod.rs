@@ -100,7 +100,7 @@ impl Source {
             Source::CryptoCompare => 20_000,
         };
         let var = format!("{}_MONTHLY_CALLS", self.env_prefix());
-        match env(&var) {
+        match set(env, &var) {
             None => Ok(default),
             Some(v) => v
                 .trim()
@@ -189,7 +189,7 @@ impl Source {
             };
             config.headers.push((header, value));
         }
-        if let Some(v) = env("FETCH_MAX_ATTEMPTS") {
+        if let Some(v) = set(env, "FETCH_MAX_ATTEMPTS") {
             config.max_attempts = v
                 .trim()
                 .parse::<u32>()
@@ -199,7 +199,7 @@ impl Source {
                     FetchError::Config(format!("FETCH_MAX_ATTEMPTS must be 1 to 20, not {v:?}"))
                 })?;
         }
-        if let Some(v) = env("FETCH_TIMEOUT") {
+        if let Some(v) = set(env, "FETCH_TIMEOUT") {
             config.timeout = crate::parse_duration(&v)
                 .ok()
                 .filter(|d| !d.is_zero())
@@ -211,6 +211,13 @@ impl Source {
         }
         Ok(config)
     }
+}
+
+/// A variable's value; empty counts as unset (`.env.example` leaves keys empty).
+fn set(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    env(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// What to fetch.
@@ -592,9 +599,14 @@ mod tests {
             ))
         );
         let keyless = Source::CoinGecko
-            .client_config(&env(&[]))
+            .client_config(&env(&[
+                ("COINGECKO_API_KEY", ""),
+                ("COINGECKO_MONTHLY_CALLS", ""),
+            ]))
             .map(|c| (c.headers.len(), c.calls_per_minute));
         assert_eq!(keyless.ok(), Some((0, 5.0)));
+        let budget = Source::CoinGecko.monthly_budget(&env(&[("COINGECKO_MONTHLY_CALLS", "")]));
+        assert_eq!(budget.ok(), Some(10_000));
     }
 
     #[test]
