@@ -588,7 +588,7 @@ fn coinmarketcap_listings_and_cryptocompare_toplist_load_as_listings_and_ranking
         "/v1/cryptocurrency/listings/latest",
         &[("start", "1")],
         vec![ok(&format!(
-            r#"{{"status":{{"timestamp":"2026-12-06T11:59:00.000Z","error_code":0,"error_message":null,"elapsed":10,"credit_count":1}},"data":[{},{}]}}"#,
+            r#"{{"status":{{"timestamp":"2026-12-06T11:59:00.000Z","error_code":0,"error_message":null,"elapsed":10,"credit_count":3}},"data":[{},{}]}}"#,
             cmc_coin(1, "bitcoin", "BTC", "Bitcoin", 1, "43000"),
             cmc_coin(1027, "ethereum", "ETH", "Ethereum", 2, "2300")
         ))],
@@ -603,6 +603,8 @@ fn coinmarketcap_listings_and_cryptocompare_toplist_load_as_listings_and_ranking
     let mut cmc = client(&server, clock.clone(), 600.0);
     let listings = run_fetch(&mut cmc, fx.path(), Target::CmcListings, 2);
     assert!(listings.is_complete());
+    // Two calls; the first billed 3 credits, the empty page one: 4 of the budget.
+    assert_eq!((listings.calls, listings.billed()), (2, 4));
     let seen = server.seen();
     assert_eq!(
         seen.iter()

@@ -3,7 +3,8 @@
 //! (the load records it as an alias when a coin with the same symbol and name is known),
 //! `cmc_rank` the rank, the quote's `last_updated` the snapshot time; the numeric CMC id
 //! is kept in the `cmc_id` column. An answer whose `status.error_code` is not 0 fails
-//! the page with CoinMarketCap's message.
+//! the page with CoinMarketCap's message. The credits it reports (`status.credit_count`)
+//! are what its monthly budget counts.
 
 use super::coingecko::end_of;
 use super::item::Item;
@@ -20,6 +21,7 @@ pub(crate) fn listings(w: &mut Walker<'_>, stamp: &str, per_page: Option<u32>) -
         format!("listings-{stamp}"),
         &[&LISTINGS_HEADER[..], &["cmc_id"]].concat(),
     );
+    let mut credits = 0u64;
     w.walk(&format!("listings@{per_page}"), |client, page, problems| {
         let start = u64::from(page - 1) * u64::from(per_page) + 1;
         let body = client.get_json(
@@ -66,7 +68,13 @@ pub(crate) fn listings(w: &mut Walker<'_>, stamp: &str, per_page: Option<u32>) -
                 i,
             );
         }
+        // CoinMarketCap says what the call cost; one credit per 200 coins otherwise.
+        credits += body
+            .pointer("/status/credit_count")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| (items.len() as u64).div_ceil(200).max(1));
         Ok((end_of(items.len(), per_page), items.len()))
     });
+    w.report.extra_credits += credits.saturating_sub(u64::from(w.report.pages));
     vec![sink]
 }

@@ -285,6 +285,9 @@ pub struct FetchReport {
     pub pages: u32,
     pub items: u64,
     pub calls: u64,
+    /// Credits the provider billed beyond one per call (CoinMarketCap bills one credit
+    /// per 200 coins listed); `calls + extra_credits` is what the monthly budget counts.
+    pub extra_credits: u64,
     /// Walks that started where an earlier fetch stopped: (walk, first page).
     pub resumed: Vec<(String, u32)>,
     pub problems: Vec<ItemProblem>,
@@ -294,6 +297,11 @@ pub struct FetchReport {
 impl FetchReport {
     pub fn is_complete(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// What this fetch spent of the source's monthly budget.
+    pub fn billed(&self) -> u64 {
+        self.calls + self.extra_credits
     }
 
     /// A few lines for the terminal and the log.

@@ -176,13 +176,13 @@ fn fetch_cycle(
             &progress,
         )?;
         print!("{}", report.render());
-        book.add(source.name(), report.calls);
+        book.add(source.name(), report.billed());
         let entry = calls.entry(source).or_insert(SourceCalls {
             cycle: 0,
             used: 0,
             budget,
         });
-        entry.cycle += report.calls;
+        entry.cycle += report.billed();
         entry.used = book.used(source.name());
     }
     progress.finish_and_clear();
