@@ -800,3 +800,57 @@ fn the_fetch_command_exits_5_names_the_failed_page_and_never_prints_the_key() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }
+
+#[test]
+fn fetch_with_load_loads_the_files_and_archives_them_and_a_redirect_is_refused() {
+    let (fx, _clock, server) = setup();
+    let body = format!("[{}]", cg_coin("bitcoin", "btc", "1", "43000"));
+    server.route("/coins/markets", &[], vec![ok(&body)]);
+    let mut moved = status(301);
+    moved
+        .headers
+        .push(("Location", format!("{}/elsewhere", server.base)));
+    server.route("/coins/bitcoin/tickers", &[], vec![moved]);
+    let etl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coinflow-etl"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(fx.path())
+            .env("DATABASE_URL", fx.db.url())
+            .env("COINGECKO_BASE_URL", &server.base)
+            .env("COINGECKO_API_KEY", "")
+            .env("COINGECKO_CALLS_PER_MINUTE", "6000")
+            .output()
+            .expect("run coinflow-etl")
+    };
+    let out = etl(&["fetch", "coingecko", "markets", "--load"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM market WHERE coin_id = 'bitcoin'"),
+        1
+    );
+    let archived: Vec<String> = std::fs::read_dir(fx.path().join("fetched/loaded/coingecko"))
+        .expect("archive")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(archived.len(), 1);
+    assert!(archived[0].starts_with("markets-"), "{archived:?}");
+    assert_eq!(
+        fx.count(&format!(
+            "SELECT count(*) FROM etl_files WHERE status = 'loaded' AND path = 'fetched/coingecko/{}'",
+            archived[0]
+        )),
+        1
+    );
+    // A redirect is not followed (a key header must not travel elsewhere).
+    let out = etl(&["fetch", "coingecko", "tickers", "--coin", "bitcoin"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HTTP 301"));
+    assert!(server.seen().iter().all(|s| s.path != "/elsewhere"));
+}

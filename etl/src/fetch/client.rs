@@ -160,6 +160,9 @@ impl HttpClient {
     pub fn new(config: ClientConfig, clock: Arc<dyn Clock>) -> HttpClient {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // The APIs do not redirect; following one could carry a key header elsewhere.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .timeout_global(Some(config.timeout))
             .user_agent(concat!("coinflow-etl/", env!("CARGO_PKG_VERSION")))
             .build()

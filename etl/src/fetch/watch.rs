@@ -109,7 +109,7 @@ pub fn watch(
         if opts.cycles.is_some_and(|n| cycle >= n) {
             return 0;
         }
-        let wait = interval(opts, env, &calls, clock.now_utc());
+        let wait = interval(opts, &calls, clock.now_utc());
         log::info!("next fetch cycle in {:.0}s", wait.as_secs_f64());
         clock.sleep(wait);
     }
@@ -206,7 +206,6 @@ fn fetch_cycle(
 /// `--interval`, or the longest of the sources' derived intervals (at least a minute).
 fn interval(
     opts: &WatchOptions<'_>,
-    _env: &dyn Fn(&str) -> Option<String>,
     calls: &BTreeMap<Source, SourceCalls>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Duration {
