@@ -49,6 +49,8 @@ struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: String,
+    /// Real time the server stalls before answering (to make the client time out).
+    stall: Duration,
 }
 
 fn ok(body: &str) -> Reply {
@@ -56,6 +58,7 @@ fn ok(body: &str) -> Reply {
         status: 200,
         headers: Vec::new(),
         body: body.to_string(),
+        stall: Duration::ZERO,
     }
 }
 
@@ -64,6 +67,7 @@ fn status(code: u16) -> Reply {
         status: code,
         headers: Vec::new(),
         body: format!(r#"{{"error":"status {code}"}}"#),
+        stall: Duration::ZERO,
     }
 }
 
@@ -94,58 +98,10 @@ impl Server {
         let (r, s) = (routes.clone(), seen.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let mut headers = HashMap::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.trim().split_once(':') {
-                        headers.insert(k.trim().to_lowercase(), v.trim().to_string());
-                    }
-                }
-                let (path, q) = target.split_once('?').unwrap_or((&target, ""));
-                let query: HashMap<String, String> = q
-                    .split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                s.lock().expect("seen").push(Seen {
-                    path: path.to_string(),
-                    query: query.clone(),
-                    headers,
-                    at: clock.elapsed(),
-                });
-                let reply = {
-                    let mut routes = r.lock().expect("routes");
-                    let route = routes.iter_mut().find(|(p, want, _)| {
-                        p == path && want.iter().all(|(k, v)| query.get(k) == Some(v))
-                    });
-                    match route {
-                        Some((_, _, queue)) if queue.len() > 1 => queue.pop_front(),
-                        Some((_, _, queue)) => queue.front().cloned(),
-                        None => None,
-                    }
-                    .unwrap_or_else(|| status(404))
-                };
-                let mut head = format!(
-                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    reply.status,
-                    reply.body.len()
-                );
-                for (k, v) in &reply.headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(reply.body.as_bytes());
+                let Ok(stream) = stream else { return };
+                let (r, s, clock) = (r.clone(), s.clone(), clock.clone());
+                // One thread per connection: a reply that stalls does not hold up the next.
+                std::thread::spawn(move || serve(stream, &r, &s, clock.as_ref()));
             }
         });
         Server { base, routes, seen }
@@ -166,6 +122,67 @@ impl Server {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("seen").clone()
     }
+}
+
+/// Answers one request: records it, pops the route's next reply, writes it.
+fn serve(
+    mut stream: std::net::TcpStream,
+    r: &Mutex<Routes>,
+    s: &Mutex<Vec<Seen>>,
+    clock: &ManualClock,
+) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.trim().split_once(':') {
+            headers.insert(k.trim().to_lowercase(), v.trim().to_string());
+        }
+    }
+    let (path, q) = target.split_once('?').unwrap_or((&target, ""));
+    let query: HashMap<String, String> = q
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    s.lock().expect("seen").push(Seen {
+        path: path.to_string(),
+        query: query.clone(),
+        headers,
+        at: clock.elapsed(),
+    });
+    let reply = {
+        let mut routes = r.lock().expect("routes");
+        let route = routes
+            .iter_mut()
+            .find(|(p, want, _)| p == path && want.iter().all(|(k, v)| query.get(k) == Some(v)));
+        match route {
+            Some((_, _, queue)) if queue.len() > 1 => queue.pop_front(),
+            Some((_, _, queue)) => queue.front().cloned(),
+            None => None,
+        }
+        .unwrap_or_else(|| status(404))
+    };
+    std::thread::sleep(reply.stall);
+    let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            reply.status,
+            reply.body.len()
+        );
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(reply.body.as_bytes());
 }
 
 fn client(server: &Server, clock: Arc<ManualClock>, per_minute: f64) -> HttpClient {
@@ -391,6 +408,30 @@ fn server_errors_back_off_exponentially_with_jitter_then_succeed() {
     assert!(
         (Duration::from_secs(1)..=Duration::from_secs(2)).contains(&second),
         "{second:?}"
+    );
+    assert_eq!(read(fx.path(), &report.files[0]).lines().count(), 2);
+}
+
+#[test]
+fn a_timed_out_call_backs_off_and_is_retried() {
+    let (fx, clock, server) = setup();
+    let body = format!("[{}]", cg_coin("bitcoin", "btc", "1", "1"));
+    let mut stalled = ok(&body);
+    // Far longer than the timeout: the client gives up on it, never the server.
+    stalled.stall = Duration::from_secs(60);
+    server.route("/coins/markets", &[("page", "1")], vec![stalled, ok(&body)]);
+    let mut config = ClientConfig::new("coingecko", &server.base, 6000.0);
+    config.timeout = Duration::from_secs(1);
+    config.jitter_seed = 7;
+    let mut client = HttpClient::new(config, clock);
+    let report = run_fetch(&mut client, fx.path(), Target::CoinGeckoMarkets, 2);
+    assert!(report.is_complete(), "{report:?}");
+    let times: Vec<Duration> = server.seen().iter().map(|s| s.at).collect();
+    assert!(times.len() >= 2, "{times:?}");
+    let wait = times[1] - times[0];
+    assert!(
+        (Duration::from_millis(500)..=Duration::from_secs(1)).contains(&wait),
+        "{wait:?}"
     );
     assert_eq!(read(fx.path(), &report.files[0]).lines().count(), 2);
 }
