@@ -400,7 +400,14 @@ impl Walker<'_> {
                     self.report.pages += 1;
                     self.report.items += items as u64;
                     self.progress.inc(1);
-                    if matches!(end, PageEnd::Last) || n >= first.saturating_add(MAX_PAGES) {
+                    let stop = n >= first.saturating_add(MAX_PAGES);
+                    if stop {
+                        log::warn!(
+                            "{} {key}: stopping after {MAX_PAGES} pages that were all full",
+                            self.report.source
+                        );
+                    }
+                    if matches!(end, PageEnd::Last) || stop {
                         self.resume.walks.remove(key);
                         return true;
                     }
