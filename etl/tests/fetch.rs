@@ -643,6 +643,8 @@ fn coinmarketcap_listings_and_cryptocompare_toplist_load_as_listings_and_ranking
     );
     let mut cmc = client(&server, clock.clone(), 600.0);
     let listings = run_fetch(&mut cmc, fx.path(), Target::CmcListings, 2);
+    // (CoinMarketCap may also send status.total_count; then a full last page ends the
+    // walk: see cmc_total_count_ends_the_walk_on_a_full_last_page.)
     assert!(listings.is_complete());
     // Two calls; the first billed 3 credits, the empty page one: 4 of the budget.
     assert_eq!((listings.calls, listings.billed()), (2, 4));
@@ -894,4 +896,27 @@ fn fetch_with_load_loads_the_files_and_archives_them_and_a_redirect_is_refused()
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stdout).contains("HTTP 301"));
     assert!(server.seen().iter().all(|s| s.path != "/elsewhere"));
+}
+
+#[test]
+fn cmc_total_count_ends_the_walk_on_a_full_last_page() {
+    let (fx, clock, server) = setup();
+    let coin = |id: u32, slug: &str| {
+        format!(
+            r#"{{"id":{id},"name":"{slug}","symbol":"{slug}","slug":"{slug}","cmc_rank":{id},"quote":{{"USD":{{"price":1,"last_updated":"2026-12-06T11:58:00.000Z"}}}}}}"#
+        )
+    };
+    server.route(
+        "/v1/cryptocurrency/listings/latest",
+        &[("start", "1")],
+        vec![ok(&format!(
+            r#"{{"status":{{"error_code":0,"total_count":2,"credit_count":1}},"data":[{},{}]}}"#,
+            coin(1, "aa"),
+            coin(2, "bb")
+        ))],
+    );
+    let mut cmc = client(&server, clock, 600.0);
+    let report = run_fetch(&mut cmc, fx.path(), Target::CmcListings, 2);
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!((server.seen().len(), report.items), (1, 2));
 }

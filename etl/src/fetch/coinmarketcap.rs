@@ -9,7 +9,7 @@
 use super::coingecko::end_of;
 use super::item::Item;
 use super::output::{CsvSink, LISTINGS_HEADER};
-use super::{page_items, PageError, Walker};
+use super::{page_items, PageEnd, PageError, Walker};
 use serde_json::Value;
 
 /// CoinMarketCap's largest page.
@@ -73,7 +73,13 @@ pub(crate) fn listings(w: &mut Walker<'_>, stamp: &str, per_page: Option<u32>) -
             .pointer("/status/credit_count")
             .and_then(Value::as_u64)
             .unwrap_or_else(|| (items.len() as u64).div_ceil(200).max(1));
-        Ok((end_of(items.len(), per_page), items.len()))
+        // `status.total_count`, when sent, ends the walk without asking past the end.
+        let total = body.pointer("/status/total_count").and_then(Value::as_u64);
+        let end = match total {
+            Some(total) if start - 1 + items.len() as u64 >= total => PageEnd::Last,
+            _ => end_of(items.len(), per_page),
+        };
+        Ok((end, items.len()))
     });
     w.report.extra_credits += credits.saturating_sub(u64::from(w.report.pages));
     vec![sink]
