@@ -88,12 +88,21 @@ pub fn write_csv(dir: &Path, sink: &CsvSink) -> io::Result<Option<PathBuf>> {
         return Ok(None);
     }
     std::fs::create_dir_all(dir)?;
-    let mut target = dir.join(format!("{}.csv", sink.stem));
+    // Never reuse a name, pending or archived: each fetch keeps its own file.
+    let archive = match (dir.parent(), dir.file_name()) {
+        (Some(fetched), Some(source)) => Some(fetched.join(ARCHIVE_DIR).join(source)),
+        _ => None,
+    };
+    let taken = |name: &str| {
+        dir.join(name).exists() || archive.as_ref().is_some_and(|a| a.join(name).exists())
+    };
+    let mut name = format!("{}.csv", sink.stem);
     let mut n = 2;
-    while target.exists() {
-        target = dir.join(format!("{}-{n}.csv", sink.stem));
+    while taken(&name) {
+        name = format!("{}-{n}.csv", sink.stem);
         n += 1;
     }
+    let target = dir.join(name);
     let temp = dir.join(format!(".{}.csv.part", sink.stem));
     {
         let file = std::fs::File::create(&temp)?;
@@ -193,9 +202,20 @@ pub fn archive_loaded(data_dir: &Path, report: &RunReport) -> io::Result<Vec<Pat
         if !from.is_file() {
             continue;
         }
-        let to = data_dir.join(FETCHED_DIR).join(ARCHIVE_DIR).join(rest);
+        let mut to = data_dir.join(FETCHED_DIR).join(ARCHIVE_DIR).join(rest);
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)?;
+        }
+        // An archived file is never replaced (a name reused by hand keeps both).
+        let original = to.clone();
+        let mut n = 2;
+        while to.exists() {
+            let stem = original
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            to = original.with_file_name(format!("{stem}-archived-{n}.csv"));
+            n += 1;
         }
         std::fs::rename(&from, &to)?;
         moved.push(to);
@@ -212,6 +232,29 @@ mod tests {
         let at = parse_stamp("20261206T201500Z");
         assert_eq!(at.map(stamp).as_deref(), Some("20261206T201500Z"));
         assert_eq!(parse_stamp("2026-12-06"), None);
+    }
+
+    #[test]
+    fn a_name_already_archived_is_not_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join(FETCHED_DIR).join("coingecko");
+        let archived = dir
+            .path()
+            .join(FETCHED_DIR)
+            .join(ARCHIVE_DIR)
+            .join("coingecko");
+        std::fs::create_dir_all(&archived).expect("mkdir");
+        std::fs::write(archived.join("markets-x.csv"), "old").expect("write");
+        let mut sink = CsvSink::new("markets-x", &["id"]);
+        sink.push(vec!["bitcoin".into()], 1, 0);
+        let written = write_csv(&source, &sink).expect("written");
+        assert_eq!(written, Some(source.join("markets-x-2.csv")));
+        assert_eq!(
+            std::fs::read_to_string(archived.join("markets-x.csv"))
+                .ok()
+                .as_deref(),
+            Some("old")
+        );
     }
 
     #[test]
