@@ -126,18 +126,8 @@ def test_a_failed_page_exits_5_and_the_next_fetch_resumes_there(
         "Message": "Success",
         "Data": [{"CoinInfo": {"Name": "BTC", "FullName": "Bitcoin"}, "RAW": {"USD": {"VOLUME24HOURTO": 9}}}],
     }
-    result = etl(
-        "fetch",
-        "cryptocompare",
-        "toplist",
-        "--top",
-        "2",
-        "--per-page",
-        "1",
-        "--data-dir",
-        data_dir,
-        env=env_for(provider),
-    )
+    toplist = ("fetch", "cryptocompare", "toplist", "--top", "2", "--per-page", "1", "--data-dir", data_dir)
+    result = etl(*toplist, env=env_for(provider))
     assert result.code == 5, result
     assert "FAILED toplist@1 page 2" in result.stdout, result
     assert len(list((data_dir / "fetched" / "cryptocompare").glob("toplist-*.csv"))) == 1
@@ -147,18 +137,7 @@ def test_a_failed_page_exits_5_and_the_next_fetch_resumes_there(
         "Data": [{"CoinInfo": {"Name": "ETH", "FullName": "Ethereum"}, "RAW": {"USD": {"VOLUME24HOURTO": 8}}}],
     }
     provider.requests.clear()
-    resumed = etl(
-        "fetch",
-        "cryptocompare",
-        "toplist",
-        "--top",
-        "2",
-        "--per-page",
-        "1",
-        "--data-dir",
-        data_dir,
-        env=env_for(provider),
-    )
+    resumed = etl(*toplist, env=env_for(provider))
     assert resumed.code == 0, resumed
     assert "resumed toplist@1 at page 2" in resumed.stdout
     assert [q["page"] for _, q, _ in provider.requests] == ["1"]
