@@ -12,12 +12,12 @@
 //! A page that fails after its retries ends its walk: the rows fetched so far are
 //! written, the failure is reported with its page, and the next fetch resumes there.
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod cli;
 pub mod client;
-pub mod coingecko;
-pub mod coinmarketcap;
-pub mod cryptocompare;
+pub(crate) mod coingecko;
+pub(crate) mod coinmarketcap;
+pub(crate) mod cryptocompare;
 pub mod item;
 pub mod output;
 pub mod requested;
