@@ -45,9 +45,13 @@ pub struct InputFile {
     pub sha256: String,
 }
 
-/// Every `*.csv` under `dir`, recursively, sorted by relative path.
+/// Every `*.csv` under `dir`, recursively, sorted by relative path; the archive of
+/// loaded fetched files (`fetched/loaded/`) is not scanned.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, ExtractError> {
     let mut found = Vec::new();
+    let archive = dir
+        .join(crate::fetch::output::FETCHED_DIR)
+        .join(crate::fetch::output::ARCHIVE_DIR);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
         for entry in std::fs::read_dir(&current).map_err(io_err(&current))? {
@@ -55,7 +59,9 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, ExtractError> {
             let path = entry.path();
             let kind = entry.file_type().map_err(io_err(&path))?;
             if kind.is_dir() {
-                stack.push(path);
+                if path != archive {
+                    stack.push(path);
+                }
             } else if path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("csv"))

@@ -5,9 +5,11 @@
 //! stages them with binary COPY and merges them → [`refresh`] rebuilds the derived
 //! tables through the pure polars [`transform`]s and [`slots`] the structure `/top`
 //! reads → [`report`] summarises. [`pipeline`] runs the stages; [`generate`] makes
-//! synthetic data.
+//! synthetic data; [`fetch`] pulls live sources (CoinGecko, CoinMarketCap,
+//! CryptoCompare) into canonical CSV files for the run.
 
 pub mod extract;
+pub mod fetch;
 pub mod generate;
 pub mod load;
 pub mod pipeline;

@@ -1,12 +1,17 @@
 //! `coinflow-etl`: the command line. It only parses arguments, sets up logging and maps
-//! outcomes to exit codes (0 ok, 1 fatal, 2 partial, 3 database unreachable, 4 locked).
+//! outcomes to exit codes (0 ok, 1 fatal, 2 partial, 3 database unreachable, 4 locked,
+//! 5 a fetch kept some pages but failed others).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use coinflow_etl::fetch::cli::{FetchArgs, RequestedFrom};
+use coinflow_etl::fetch::client::{Clock, SystemClock};
+use coinflow_etl::fetch::watch::{Spec, WatchOptions};
 use coinflow_etl::generate::{generate, GenerateOptions};
 use coinflow_etl::values::DateOrder;
 use coinflow_etl::{parse_duration, EtlError, RunOptions, RunReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -40,10 +45,30 @@ enum Command {
         #[arg(long, value_enum)]
         date_order: Option<DateOrderArg>,
     },
-    /// Re-run whenever the data directory's files change.
+    /// Re-run whenever the data directory's files change; with --fetch, fetch live
+    /// sources, load and wait, in cycles.
     Watch {
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        interval: Duration,
+        /// Wait between checks (default 60s); with --fetch, between cycles (default:
+        /// derived from the sources' monthly call budgets).
+        #[arg(long, value_parser = parse_duration)]
+        interval: Option<Duration>,
+        /// Fetch these each cycle: coingecko:markets, coingecko:tickers (the requested
+        /// coins), coinmarketcap:listings, cryptocompare:toplist[:N].
+        #[arg(long, num_args = 1.., value_parser = Spec::parse)]
+        fetch: Vec<Spec>,
+        /// coingecko:tickers: how old a requested coin's tickers may get.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        max_age: Duration,
+        /// Stop after this many cycles (default: run until stopped).
+        #[arg(long)]
+        cycles: Option<u32>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Fetch a live source into <data dir>/fetched/SOURCE/ as canonical CSV files.
+    Fetch {
+        #[command(flatten)]
+        fetch: FetchArgs,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -168,7 +193,36 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Some(Command::Watch { interval, run }) => watch(url, cli.db_wait, &run, interval),
+        Some(Command::Watch {
+            interval,
+            fetch,
+            max_age,
+            cycles,
+            run,
+        }) if !fetch.is_empty() => {
+            let opts = WatchOptions {
+                specs: fetch,
+                interval,
+                max_age,
+                cycles,
+                data_dir: &run.data_dir,
+                database_url: url,
+                db_wait: cli.db_wait,
+            };
+            let env = |k: &str| std::env::var(k).ok();
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+            let code = coinflow_etl::fetch::watch::watch(&opts, &env, clock, || {
+                load_once(url, cli.db_wait, &run).map(|(_, report)| report)
+            });
+            ExitCode::from(code)
+        }
+        Some(Command::Watch { interval, run, .. }) => watch(
+            url,
+            cli.db_wait,
+            &run,
+            interval.unwrap_or(Duration::from_secs(60)),
+        ),
+        Some(Command::Fetch { fetch, run }) => fetch_once(url, cli.db_wait, &fetch, &run),
         Some(Command::Generate(opts)) => match generate(&opts) {
             Ok(counts) => {
                 for (file, rows) in counts {
@@ -185,16 +239,87 @@ fn main() -> ExitCode {
 }
 
 fn run_once(url: Option<&str>, db_wait: Duration, args: &RunArgs) -> ExitCode {
+    match load_once(url, db_wait, args) {
+        Ok((code, _)) => code,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+/// A run, printed and summarised: its exit code and report, or the code of a failure.
+fn load_once(
+    url: Option<&str>,
+    db_wait: Duration,
+    args: &RunArgs,
+) -> Result<(ExitCode, RunReport), u8> {
     let opts = match run_options(url, db_wait, args) {
         Ok(o) => o,
+        Err(e) => {
+            eprintln!("coinflow-etl: {e}");
+            return Err(1);
+        }
+    };
+    match coinflow_etl::run(&opts) {
+        Ok(report) => Ok((finish(&report, args), report)),
+        Err(e) => {
+            fail(&e);
+            Err(e.exit_code() as u8)
+        }
+    }
+}
+
+/// `fetch SOURCE WHAT`: fetch, write the files, then (with --load) run the load and
+/// archive the fetched files it loaded. A fetch that failed some pages exits 5 after
+/// the load (what was fetched is kept and loaded); a failed load exits with its code.
+fn fetch_once(url: Option<&str>, db_wait: Duration, args: &FetchArgs, run: &RunArgs) -> ExitCode {
+    use coinflow_etl::fetch;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let from = RequestedFrom {
+        database_url: url,
+        db_wait,
+        data_dir: &run.data_dir,
+    };
+    let fetched = fetch::cli::target(args, clock.now_utc(), &from).and_then(|target| {
+        let mut client = fetch::cli::client_from_env(target.source(), clock.clone())?;
+        let options = fetch::FetchOptions {
+            per_page: args.per_page,
+            restart: args.restart,
+        };
+        let progress = fetch::progress_bar();
+        let report = fetch::fetch(&mut client, &run.data_dir, &target, &options, &progress);
+        progress.finish_and_clear();
+        report
+    });
+    let report = match fetched {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("coinflow-etl: {e}");
             return ExitCode::from(1);
         }
     };
-    match coinflow_etl::run(&opts) {
-        Ok(report) => finish(&report, args),
-        Err(e) => fail(&e),
+    print!("{}", report.render());
+    if args.load {
+        match load_once(url, db_wait, run) {
+            Ok((code, loaded)) => {
+                if let Err(e) = fetch::output::archive_loaded(&run.data_dir, &loaded) {
+                    eprintln!("coinflow-etl: could not archive loaded fetched files: {e}");
+                }
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+            }
+            Err(code) => return ExitCode::from(code),
+        }
+    }
+    if report.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "coinflow-etl: {} {}: {} page(s) failed; what was fetched is kept, re-run to resume",
+            report.source,
+            report.what,
+            report.failures.len()
+        );
+        ExitCode::from(fetch::EXIT_INCOMPLETE)
     }
 }
 
