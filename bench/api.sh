@@ -40,7 +40,7 @@ cf_log "VACUUM (ANALYZE) of $db in $vacuum_seconds s"
 # --- the API --------------------------------------------------------------------------
 port=$(pg_free_port)
 base="http://127.0.0.1:$port"
-CURSOR_SECRET=coinflow-bench-secret
+CURSOR_SECRET=coinflow-bench-secret-32-bytes-or-more
 DATABASE_URL=$url API_PORT=$port API_ADDRESS=127.0.0.1 CURSOR_SECRET=$CURSOR_SECRET \
     "$BIN/coinflow-api" >"$BENCH_RESULTS/api-server.log" 2>&1 &
 api_pid=$!

@@ -19,7 +19,6 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, PooledConnection, R2D2Connection};
 use diesel::Connection;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,8 +66,16 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<ApiConn, r2d2::Error> {
         match PgConnection::establish(&self.url) {
-            Ok(pg) => {
+            Ok(mut pg) => {
                 self.reachability.down.store(false, Ordering::Relaxed);
+                // The start-up check cannot run while the database is down: every new
+                // connection repeats it (one query per connection, not per request).
+                if let Err(e) = coinflow_shared::db::check_server_encoding(&mut pg) {
+                    log::error!("{e}");
+                    return Err(r2d2::Error::ConnectionError(
+                        diesel::ConnectionError::BadConnection(e.to_string()),
+                    ));
+                }
                 Ok(ApiConn {
                     pg,
                     broken: false,
@@ -127,7 +134,8 @@ pub struct AppState {
     pub pool: ApiPool,
     pub reachability: Arc<Reachability>,
     pub codec: CursorCodec,
-    pub task_output_dir: Option<PathBuf>,
+    /// `TASK_OUTPUT_DIR`, bounded; shared with the blocking threads that write to it.
+    pub task_files: Option<Arc<crate::task_files::TaskFiles>>,
     pub write_token: Option<String>,
     pub top_cache: TopCache,
     pub top_versions: VersionChecker,

@@ -4,7 +4,8 @@
 //! records into typed [`rows`] or rejects (with [`values`] and [`resolve`]) → [`load`]
 //! stages them with binary COPY and merges them → [`refresh`] rebuilds the derived
 //! tables through the pure polars [`transform`]s → [`report`] summarises. [`pipeline`]
-//! runs the stages; [`generate`] makes synthetic data.
+//! runs the stages; [`generate`] makes synthetic data; [`sanitize`] makes input text safe
+//! for log lines and the ledger.
 
 pub mod extract;
 pub mod generate;
@@ -14,6 +15,7 @@ pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod rows;
+pub mod sanitize;
 pub mod transform;
 pub mod validate;
 pub mod values;
