@@ -74,6 +74,12 @@ impl ReqInfo {
                     "query parameter {name:?} is given more than once"
                 )));
             }
+            // PostgreSQL text cannot hold NUL: refuse it here, not as a database error.
+            if self.pairs[i].1.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {name:?} contains a NUL character"
+                )));
+            }
         }
         Ok(())
     }
@@ -127,6 +133,18 @@ pub enum DayEnd {
 /// An instant given as ISO-8601 (with or without zone; no zone means UTC), a bare date
 /// (its start or its end, as `day_end` says) or unix seconds.
 pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTime<Utc>, ApiError> {
+    let instant = parse_any_instant(name, value, day_end)?;
+    // The warehouse holds 1970-01-01..9999-12-31 (the ETL refuses the rest); beyond it
+    // an instant means nothing here and would not fit the database's encoding.
+    if instant < DateTime::UNIX_EPOCH || chrono::Datelike::year(&instant) > 9999 {
+        return Err(ApiError::bad_request(format!(
+            "{name} must lie within 1970-01-01 and 9999-12-31, not {value:?}"
+        )));
+    }
+    Ok(instant)
+}
+
+fn parse_any_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTime<Utc>, ApiError> {
     let v = value.trim();
     let bad = || {
         ApiError::bad_request(format!(
@@ -210,6 +228,36 @@ pub fn parse_int(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_outside_the_warehouse_range_and_nul_values_are_refused() {
+        for bad in ["0000-01-01", "1969-12-31T23:59:59Z", "-1", "10000-01-01"] {
+            assert!(
+                parse_instant("from", bad, DayEnd::Start).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(parse_instant("from", "1970-01-01", DayEnd::Start).is_ok());
+        assert!(parse_instant("to", "9999-12-31", DayEnd::End).is_ok());
+        let info = |pairs: &[(&str, &str)]| ReqInfo {
+            pairs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            uri: String::new(),
+            path: String::new(),
+            accepted: None,
+            if_none_match: None,
+            authorization: None,
+            content_type: None,
+        };
+        assert!(info(&[("contains", "bin\0ance")])
+            .allow(&["contains"])
+            .is_err());
+        assert!(info(&[("contains", "binance")])
+            .allow(&["contains"])
+            .is_ok());
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)

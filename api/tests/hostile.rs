@@ -138,3 +138,26 @@ fn task_files_beyond_the_cap_go_oldest_first() {
         "{names:?}"
     );
 }
+
+#[test]
+fn an_empty_coin_id_is_treated_the_same_in_json_and_csv() {
+    let app = App::new();
+    let json = app
+        .post(
+            "/runtasks",
+            "application/json",
+            r#"{"coins":["", "  ", "coin-030", "nul\u0000id"]}"#,
+        )
+        .json();
+    let csv = app
+        .post(
+            "/runtasks",
+            "text/csv",
+            "coins\n\"\"\n\"  \"\ncoin-030\n\n\"nul\0id\"\n",
+        )
+        .json();
+    assert_eq!(json["invalid"], serde_json::json!(["", "", "nul\u{0}id"]));
+    assert_eq!(csv["invalid"], json["invalid"]);
+    assert_eq!(json["accepted"][0]["id"], "coin-030");
+    assert_eq!(csv["duplicates"][0]["id"], "coin-030");
+}

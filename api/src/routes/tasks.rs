@@ -35,9 +35,21 @@ const MAX_BODY_MIB: u64 = 2;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskBody {
-    /// Coin ids.
+    /// Coin ids (at most 10 000; more is a 413). An empty id is listed as invalid.
+    #[schema(max_items = 10000)]
     pub coins: Vec<String>,
 }
+
+/// A task as CSV (documentation only): the header line `coins` (any case), then one coin
+/// id per line, bare or quoted; LF or CRLF; blank lines are skipped; a quoted empty id
+/// `""` is listed as invalid, like `""` in JSON.
+#[derive(ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = r#"^[Cc][Oo][Ii][Nn][Ss](\r?\n[^\r\n",]*)*(\r?\n)?$"#,
+    example = "coins\nbitcoin\nethereum\n"
+)]
+pub struct CsvTaskBody(pub String);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
@@ -283,6 +295,8 @@ pub fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, Api
     let unique: Vec<String> = {
         let mut seen = HashSet::new();
         ids.iter()
+            // No coin id holds NUL (PostgreSQL text cannot): such an id is invalid as is.
+            .filter(|id| !id.contains('\0'))
             .filter(|id| seen.insert(id.as_str()))
             .cloned()
             .collect()
@@ -401,7 +415,7 @@ async fn run_task(
 #[utoipa::path(post, path = "/runtasks", tag = "tasks",
     request_body(content(
         (TaskBody = "application/json", example = json!({"coins": ["bitcoin", "ethereum"]})),
-        (String = "text/csv", example = "coins\nbitcoin\nethereum\n"),
+        (CsvTaskBody = "text/csv"),
     )),
     responses(
         (status = 200, description = "What became of each id", body = TaskReport),
@@ -425,7 +439,7 @@ pub async fn run_tasks(
 #[utoipa::path(post, path = "/coins", tag = "tasks",
     request_body(content(
         (TaskBody = "application/json"),
-        (String = "text/csv"),
+        (CsvTaskBody = "text/csv"),
     )),
     responses(
         (status = 200, description = "What became of each id", body = TaskReport),
@@ -455,9 +469,9 @@ pub struct TaskResultsDoc {
 /// Stored task results, in task order, chunked.
 #[utoipa::path(get, path = "/coins", tag = "tasks",
     params(
-        ("size" = Option<u32>, Query, description = "results per chunk, 1..=10000, default 10"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous chunk"),
-        ("format" = Option<String>, Query, description = "json (default), csv or ndjson"),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "results per chunk, 1..=10000, default 10"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "next_cursor of the previous chunk (an HMAC-signed token: only the server makes valid ones)"),
+        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "`{coins:[{id, exchanges, taskRun}], next_cursor, has_more}`", content((TaskResultsDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
