@@ -40,9 +40,12 @@ cf_log "VACUUM (ANALYZE) of $db in $vacuum_seconds s"
 # --- the API --------------------------------------------------------------------------
 port=$(pg_free_port)
 base="http://127.0.0.1:$port"
-CURSOR_SECRET=coinflow-bench-secret
+CURSOR_SECRET=coinflow-bench-secret-32-bytes-or-more
+# POST /runtasks is measured with task files on, as deployed (bounded: TASK_OUTPUT_MAX_*).
+task_dir=$(mktemp -d)
+cf_at_exit "rm -rf '$task_dir'"
 DATABASE_URL=$url API_PORT=$port API_ADDRESS=127.0.0.1 CURSOR_SECRET=$CURSOR_SECRET \
-    "$BIN/coinflow-api" >"$BENCH_RESULTS/api-server.log" 2>&1 &
+    TASK_OUTPUT_DIR=$task_dir "$BIN/coinflow-api" >"$BENCH_RESULTS/api-server.log" 2>&1 &
 api_pid=$!
 cf_at_exit "kill $api_pid 2>/dev/null || true"
 for _ in $(seq 1 120); do

@@ -51,7 +51,7 @@ summarise "$work/etl.data" "$BENCH_RESULTS/profile-etl.txt" coinflow-etl
 
 cf_log "profiling coinflow-api under wrk (next-chunk size=1000, c=16)"
 port=$(pg_free_port)
-DATABASE_URL=$url API_PORT=$port API_ADDRESS=127.0.0.1 CURSOR_SECRET=coinflow-bench-secret \
+DATABASE_URL=$url API_PORT=$port API_ADDRESS=127.0.0.1 CURSOR_SECRET=coinflow-bench-secret-32-bytes-or-more \
     "$BIN/coinflow-api" >"$work/api.log" 2>&1 &
 api_pid=$!
 cf_at_exit "kill $api_pid 2>/dev/null || true"

@@ -481,7 +481,7 @@ def start_api(binary: pathlib.Path, database_url: str, workdir: pathlib.Path, **
         DATABASE_URL=database_url,
         API_ADDRESS="127.0.0.1",
         API_PORT=str(port),
-        CURSOR_SECRET="black-box-test-cursor-secret",
+        CURSOR_SECRET="black-box-test-cursor-secret-of-32-bytes-or-more",
         LOG_LEVEL=os.environ.get("LOG_LEVEL", "info"),
     )
     full_env.update(env)

@@ -606,6 +606,14 @@ impl ChunkPlan {
         let cursor = codec
             .decode(token)
             .map_err(|e| ApiError::bad_request(format!("invalid cursor: {e}")))?;
+        // Signed by this server, but a leaked key must not buy unbounded chunks.
+        if !(1..=crate::params::MAX_SIZE).contains(&cursor.size) {
+            return Err(ApiError::bad_request(format!(
+                "the cursor's size {} is outside 1..{}",
+                cursor.size,
+                crate::params::MAX_SIZE
+            )));
+        }
         let source = Source::from_name(&cursor.dataset)
             .ok_or_else(|| ApiError::bad_request("the cursor names an unknown dataset"))?;
         match expected {

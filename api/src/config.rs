@@ -20,6 +20,10 @@ pub struct ApiConfig {
     pub cursor_secret: Option<Vec<u8>>,
     /// `TASK_OUTPUT_DIR`: where accepted task records are also written, if set.
     pub task_output_dir: Option<PathBuf>,
+    /// `TASK_OUTPUT_MAX_FILES`: the most task files kept there (oldest go first).
+    pub task_output_max_files: usize,
+    /// `TASK_OUTPUT_MAX_BYTES`: the most bytes of task files kept there.
+    pub task_output_max_bytes: u64,
     /// `API_WRITE_TOKEN`: when set, POSTs need `Authorization: Bearer <token>`.
     pub write_token: Option<String>,
     /// `API_POOL_SIZE`, default 16.
@@ -48,6 +52,8 @@ impl std::fmt::Debug for ApiConfig {
                 &self.cursor_secret.as_ref().map(|_| "<set>"),
             )
             .field("task_output_dir", &self.task_output_dir)
+            .field("task_output_max_files", &self.task_output_max_files)
+            .field("task_output_max_bytes", &self.task_output_max_bytes)
             .field("write_token", &self.write_token.as_ref().map(|_| "<set>"))
             .field("pool_size", &self.pool_size)
             .field("statement_timeout", &self.statement_timeout)
@@ -55,6 +61,31 @@ impl std::fmt::Debug for ApiConfig {
             .field("cold_work_limit", &self.cold_work_limit)
             .finish()
     }
+}
+
+/// The shortest `CURSOR_SECRET` accepted, in bytes (an HMAC-SHA256 key of full strength).
+pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
+
+/// Checks a `CURSOR_SECRET` value: not a documentation placeholder (`change-me…`, what
+/// older `.env.example` files held), and at least [`MIN_CURSOR_SECRET_BYTES`] long.
+pub fn cursor_secret(value: &str) -> Result<Vec<u8>, ConfigError> {
+    let refuse = |reason: String| ConfigError::Invalid {
+        name: "CURSOR_SECRET",
+        // Never echo a secret: only its length.
+        value: format!("<{} bytes>", value.len()),
+        reason,
+    };
+    if value.trim().to_ascii_lowercase().starts_with("change-me") {
+        return Err(refuse(
+            "it is the placeholder of .env.example: set a long random string (openssl rand -hex 32) or leave it empty for a random per-process key".into(),
+        ));
+    }
+    if value.len() < MIN_CURSOR_SECRET_BYTES {
+        return Err(refuse(format!(
+            "it must be at least {MIN_CURSOR_SECRET_BYTES} bytes long (openssl rand -hex 32), or empty for a random per-process key"
+        )));
+    }
+    Ok(value.as_bytes().to_vec())
 }
 
 impl ApiConfig {
@@ -66,6 +97,8 @@ impl ApiConfig {
             port: 8000,
             cursor_secret: None,
             task_output_dir: None,
+            task_output_max_files: crate::task_files::DEFAULT_MAX_FILES,
+            task_output_max_bytes: crate::task_files::DEFAULT_MAX_BYTES,
             write_token: None,
             pool_size: 16,
             statement_timeout: Duration::from_millis(5000),
@@ -83,7 +116,8 @@ impl ApiConfig {
     }
 
     /// Reads `DATABASE_URL`, `API_ADDRESS`, `API_PORT`, `CURSOR_SECRET`,
-    /// `TASK_OUTPUT_DIR`, `API_WRITE_TOKEN`, `API_POOL_SIZE`, `API_STATEMENT_TIMEOUT_MS`,
+    /// `TASK_OUTPUT_DIR`, `TASK_OUTPUT_MAX_FILES`, `TASK_OUTPUT_MAX_BYTES`,
+    /// `API_WRITE_TOKEN`, `API_POOL_SIZE`, `API_STATEMENT_TIMEOUT_MS`,
     /// `API_LOCK_TIMEOUT_MS` and `API_COLD_WORK_LIMIT`.
     pub fn from_env() -> Result<ApiConfig, ConfigError> {
         let mut cfg = ApiConfig::new(config::database_url()?);
@@ -111,8 +145,24 @@ impl ApiConfig {
                 ),
             });
         }
-        cfg.cursor_secret = config::optional("CURSOR_SECRET").map(String::into_bytes);
+        cfg.cursor_secret = config::optional("CURSOR_SECRET")
+            .map(|secret| cursor_secret(&secret))
+            .transpose()?;
         cfg.task_output_dir = config::optional("TASK_OUTPUT_DIR").map(PathBuf::from);
+        cfg.task_output_max_files =
+            config::parsed_or("TASK_OUTPUT_MAX_FILES", cfg.task_output_max_files)?;
+        cfg.task_output_max_bytes =
+            config::parsed_or("TASK_OUTPUT_MAX_BYTES", cfg.task_output_max_bytes)?;
+        if cfg.task_output_max_files == 0 || cfg.task_output_max_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: "TASK_OUTPUT_MAX_FILES",
+                value: format!(
+                    "{} files, {} bytes",
+                    cfg.task_output_max_files, cfg.task_output_max_bytes
+                ),
+                reason: "TASK_OUTPUT_MAX_FILES and TASK_OUTPUT_MAX_BYTES must be above 0 (unset TASK_OUTPUT_DIR to write no files)".into(),
+            });
+        }
         cfg.write_token = config::optional("API_WRITE_TOKEN");
         Ok(cfg)
     }
@@ -130,4 +180,28 @@ fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError
         });
     }
     Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cursor_secret;
+
+    #[test]
+    fn the_placeholder_and_short_secrets_are_refused_by_name() {
+        for bad in [
+            "change-me-to-a-long-random-string",
+            "change-me",
+            "short",
+            &"x".repeat(31),
+        ] {
+            let e = cursor_secret(bad).expect_err(bad).to_string();
+            assert!(e.contains("CURSOR_SECRET"), "{e}");
+            assert!(!e.contains(bad), "the secret is echoed: {e}");
+        }
+        assert!(cursor_secret("change-me-to-a-long-random-string")
+            .expect_err("placeholder")
+            .to_string()
+            .contains("placeholder"));
+        assert_eq!(cursor_secret(&"k".repeat(32)).ok(), Some(vec![b'k'; 32]));
+    }
 }

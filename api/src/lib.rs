@@ -8,7 +8,8 @@
 //!   handlers reach the database.
 //! - [`error`]: the one problem+json error type; [`catchers`]: Rocket's own errors as
 //!   problems; [`fairings`]: the request log.
-//! - [`openapi`]: `/openapi.json` and the offline `/docs`.
+//! - [`openapi`]: `/openapi.json` and the offline `/docs`; [`task_files`]: the bounded
+//!   `TASK_OUTPUT_DIR` copies of task results.
 
 pub mod catchers;
 pub mod chunks;
@@ -23,6 +24,7 @@ pub mod reply;
 pub mod routes;
 pub mod rows;
 pub mod state;
+pub mod task_files;
 
 pub use config::ApiConfig;
 
@@ -53,7 +55,13 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
             config.cold_permits() as usize
         )),
         codec: CursorCodec::new(&secret),
-        task_output_dir: config.task_output_dir.clone(),
+        task_files: config.task_output_dir.clone().map(|dir| {
+            std::sync::Arc::new(task_files::TaskFiles::open(
+                dir,
+                config.task_output_max_files,
+                config.task_output_max_bytes,
+            ))
+        }),
         write_token: config.write_token.clone(),
     };
     // Configured from ApiConfig alone: no Rocket.toml, no ROCKET_* variables.
@@ -71,6 +79,30 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
         .mount("/", openapi::routes())
         .register("/", catchers::all())
 }
+
+/// Refuses a database the API cannot serve correctly (today: a `server_encoding` other
+/// than UTF8). A database that cannot be reached is not an error here: the API starts and
+/// answers 503, and each new pooled connection repeats the check.
+pub fn check_database_at_start(url: &str) -> Result<(), coinflow_shared::db::DbError> {
+    use diesel::Connection;
+    let url = coinflow_shared::db::with_connect_timeout(url, START_CHECK_TIMEOUT_SECS);
+    match diesel::PgConnection::establish(&url) {
+        Ok(mut conn) => coinflow_shared::db::check_server_encoding(&mut conn),
+        Err(e) => {
+            log::warn!(
+                "database not reachable at start ({}); serving 503 until it is",
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Ok(())
+        }
+    }
+}
+
+/// How long the start-up check waits for the database before starting without it.
+const START_CHECK_TIMEOUT_SECS: u64 = 3;
 
 /// 32 random bytes from the operating system, or (should that fail) from the process's
 /// randomly keyed hasher.

@@ -15,6 +15,11 @@ async fn main() -> ExitCode {
         }
     };
     log::info!("starting with {config:?}");
+    if let Err(e) = coinflow_api::check_database_at_start(&config.database_url) {
+        log::error!("{e}");
+        eprintln!("coinflow-api: {e}");
+        return ExitCode::FAILURE;
+    }
     match coinflow_api::rocket(config).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -21,6 +21,30 @@ fn openapi_json() {}
 #[allow(dead_code)]
 fn docs() {}
 
+/// The representations a `format` query value may name (documentation of the enum).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatName {
+    Json,
+    Csv,
+    Ndjson,
+}
+
+/// The datasets served by `/read` (documentation of the enum).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DatasetName {
+    Market,
+    Daily,
+    Coins,
+    CoinExchanges,
+    Traders,
+    Positions,
+    Rejects,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -56,6 +80,8 @@ fn docs() {}
         TaskRow,
         TopRow,
         ExchangeStatRow,
+        FormatName,
+        DatasetName,
     ))
 )]
 pub struct ApiDoc;

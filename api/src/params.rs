@@ -75,6 +75,12 @@ impl ReqInfo {
                     "query parameter {name:?} is given more than once"
                 )));
             }
+            // PostgreSQL text cannot hold NUL: refuse it here, not as a database error.
+            if self.pairs[i].1.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {name:?} contains a NUL character"
+                )));
+            }
         }
         Ok(())
     }
@@ -229,6 +235,36 @@ pub fn parse_int(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_outside_the_warehouse_range_and_nul_values_are_refused() {
+        for bad in ["0000-01-01", "1969-12-31T23:59:59Z", "-1", "10000-01-01"] {
+            assert!(
+                parse_instant("from", bad, DayEnd::Start).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(parse_instant("from", "1970-01-01", DayEnd::Start).is_ok());
+        assert!(parse_instant("to", "9999-12-31", DayEnd::End).is_ok());
+        let info = |pairs: &[(&str, &str)]| ReqInfo {
+            pairs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            uri: String::new(),
+            path: String::new(),
+            accepted: None,
+            if_none_match: None,
+            authorization: None,
+            content_type: None,
+        };
+        assert!(info(&[("contains", "bin\0ance")])
+            .allow(&["contains"])
+            .is_err());
+        assert!(info(&[("contains", "binance")])
+            .allow(&["contains"])
+            .is_ok());
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)

@@ -28,7 +28,6 @@ use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, PooledConnection, R2D2Connection};
 use diesel::Connection;
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,8 +91,16 @@ impl ManageConnection for Manager {
             Ok(pg)
         });
         match connected {
-            Ok(pg) => {
+            Ok(mut pg) => {
                 self.reachability.down.store(false, Ordering::Relaxed);
+                // The start-up check cannot run while the database is down: every new
+                // connection repeats it (one query per connection, not per request).
+                if let Err(e) = coinflow_shared::db::check_server_encoding(&mut pg) {
+                    log::error!("{e}");
+                    return Err(r2d2::Error::ConnectionError(
+                        diesel::ConnectionError::BadConnection(e.to_string()),
+                    ));
+                }
                 Ok(ApiConn {
                     pg,
                     broken: false,
@@ -165,7 +172,8 @@ pub struct AppState {
     pub pool: ApiPool,
     pub reachability: Arc<Reachability>,
     pub codec: CursorCodec,
-    pub task_output_dir: Option<PathBuf>,
+    /// `TASK_OUTPUT_DIR`, bounded; shared with the blocking threads that write to it.
+    pub task_files: Option<Arc<crate::task_files::TaskFiles>>,
     pub write_token: Option<String>,
     pub top_cache: TopCache,
     pub top_versions: VersionChecker,

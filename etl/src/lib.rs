@@ -6,7 +6,8 @@
 //! tables through the pure polars [`transform`]s and [`slots`] the structure `/top`
 //! reads → [`report`] summarises. [`pipeline`] runs the stages; [`generate`] makes
 //! synthetic data; [`fetch`] pulls live sources (CoinGecko, CoinMarketCap,
-//! CryptoCompare) into canonical CSV files for the run.
+//! CryptoCompare) into canonical CSV files for the run; [`sanitize`] makes input text safe
+//! for log lines and the ledger.
 
 pub mod extract;
 pub mod fetch;
@@ -17,6 +18,7 @@ pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod rows;
+pub mod sanitize;
 pub mod slots;
 pub mod transform;
 pub mod validate;

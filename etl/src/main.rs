@@ -1,6 +1,7 @@
 //! `coinflow-etl`: the command line. It only parses arguments, sets up logging and maps
 //! outcomes to exit codes (0 ok, 1 fatal, 2 partial, 3 database unreachable, 4 locked,
-//! 5 a fetch kept some pages but failed others).
+//! 5 a fetch kept some pages but failed others, 6 committed but the summary file could
+//! not be written).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use coinflow_etl::fetch::cli::{FetchArgs, RequestedFrom};
@@ -141,6 +142,9 @@ fn run_options(
     Ok(opts)
 }
 
+/// Exit code of a run that committed but whose `--summary` file could not be written.
+const EXIT_SUMMARY_NOT_WRITTEN: u8 = 6;
+
 fn finish(report: &RunReport, args: &RunArgs) -> ExitCode {
     print!("{}", report.render());
     if let Some(path) = &args.summary {
@@ -148,8 +152,16 @@ fn finish(report: &RunReport, args: &RunArgs) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
         if let Err(e) = written {
-            eprintln!("coinflow-etl: cannot write summary {}: {e}", path.display());
-            return ExitCode::from(1);
+            // The data is committed: say so, and use a code of its own, not "fatal".
+            let run = report
+                .run_id
+                .map_or_else(String::new, |id| format!(" {id}"));
+            eprintln!(
+                "coinflow-etl: run{run} committed with status {}, but the summary file {} could not be written: {e}",
+                report.status,
+                path.display()
+            );
+            return ExitCode::from(EXIT_SUMMARY_NOT_WRITTEN);
         }
     }
     if report.has_set_aside() && !args.partial_ok {

@@ -8,6 +8,7 @@ use crate::load::{self, NewEtlFile};
 use crate::refresh::{self, Changes, RefreshError};
 use crate::report::{FileReport, Progress, RunReport};
 use crate::rows::{Batch, Rejection};
+use crate::sanitize;
 use crate::validate::{may_infer_coins, raw_line, reason, Known, Validator};
 use crate::values::DateOrder;
 use coinflow_shared::dataset::{Dataset, Detected};
@@ -17,6 +18,7 @@ use coinflow_shared::schema::{coin_aliases, coins, market, people};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,6 +64,8 @@ pub enum EtlError {
     Db(#[from] diesel::result::Error),
     #[error("{0}")]
     Migration(DbError),
+    #[error("{0}")]
+    Encoding(DbError),
     #[error(transparent)]
     Extract(#[from] ExtractError),
     #[error(transparent)]
@@ -76,6 +80,7 @@ impl From<DbError> for EtlError {
             DbError::Unreachable { .. } => EtlError::Unreachable(e),
             DbError::Query(q) => EtlError::Db(q),
             DbError::Migration(_) => EtlError::Migration(e),
+            DbError::Encoding { .. } => EtlError::Encoding(e),
         }
     }
 }
@@ -120,7 +125,21 @@ impl Planned {
 
 fn plan(file: InputFile) -> Result<Planned, ExtractError> {
     let mut records = Records::open(&file.path)?;
-    let kind = match records.header()? {
+    let header = match records.header() {
+        Err(ExtractError::RecordTooLong { .. }) => {
+            let reason = format!(
+                "the header record is longer than {} bytes",
+                extract::MAX_RECORD_BYTES
+            );
+            let kind = PlanKind::Unrecognized {
+                reason,
+                header: None,
+            };
+            return Ok(Planned { file, kind });
+        }
+        other => other?,
+    };
+    let kind = match header {
         Header::Empty => PlanKind::Unrecognized {
             reason: "empty file: no header".into(),
             header: None,
@@ -134,12 +153,16 @@ fn plan(file: InputFile) -> Result<Planned, ExtractError> {
                 detected,
                 header: cells,
             },
-            None => PlanKind::Unrecognized {
-                reason: coinflow_shared::dataset::why_unrecognized(
+            None => {
+                // Header cells go into log lines and the ledger: one line each.
+                let reason = coinflow_shared::dataset::why_unrecognized(
                     &cells.iter().map(String::as_str).collect::<Vec<_>>(),
-                ),
-                header: Some(cells.join(",")),
-            },
+                );
+                PlanKind::Unrecognized {
+                    reason: sanitize::escape_controls(&reason).into_owned(),
+                    header: Some(sanitize::escape_controls(&cells.join(",")).into_owned()),
+                }
+            }
         },
     };
     Ok(Planned { file, kind })
@@ -153,6 +176,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     }
     let started = Instant::now();
     let mut conn = db::connect_with_wait(&opts.database_url, opts.db_wait)?;
+    db::check_server_encoding(&mut conn)?;
     let applied = db::run_migrations(&mut conn)?;
     if applied > 0 {
         log::info!("applied {applied} migration(s)");
@@ -993,6 +1017,23 @@ fn read_file(
                 log::warn!("{}: malformed CSV at line {line}", path.display());
                 break;
             }
+            Err(ExtractError::RecordTooLong { line, .. }) => {
+                read += 1;
+                rejects.push(Rejection {
+                    line,
+                    column: None,
+                    raw_value: None,
+                    reason: format!("record too long (over {} bytes)", extract::MAX_RECORD_BYTES),
+                    raw_line: String::new(),
+                });
+                log::warn!(
+                    "{}: the record of line {line} is over {} bytes: rejected, reading on at line {}",
+                    file.name,
+                    extract::MAX_RECORD_BYTES,
+                    line + 1
+                );
+                continue;
+            }
             Err(e) => return Err(e),
         };
         read += 1;
@@ -1001,7 +1042,19 @@ fn read_file(
         } else {
             match validator.validate(known, line, record, &mut batch) {
                 Ok(()) => valid += 1,
-                Err(rejection) => rejects.push(rejection),
+                Err(mut rejection) => {
+                    // Kept in memory until the file is stored, and in etl_rejects after:
+                    // bounded.
+                    if let Cow::Owned(cut) = sanitize::truncate_raw(&rejection.raw_line) {
+                        rejection.raw_line = cut;
+                    }
+                    if let Some(Cow::Owned(cut)) =
+                        rejection.raw_value.as_deref().map(sanitize::truncate_raw)
+                    {
+                        rejection.raw_value = Some(cut);
+                    }
+                    rejects.push(rejection);
+                }
             }
         }
         if batch.len() >= FLUSH_ROWS {

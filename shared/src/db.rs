@@ -26,6 +26,10 @@ pub enum DbError {
     },
     #[error("migrations failed: {0}")]
     Migration(String),
+    #[error(
+        "database {database:?} has server_encoding {encoding}; coinflow needs UTF8 (text would come back as bytes). Create the database with CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0 (or a cluster with initdb --encoding=UTF8 --locale=C.UTF-8) and point DATABASE_URL at it"
+    )]
+    Encoding { database: String, encoding: String },
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
 }
@@ -49,14 +53,37 @@ pub fn host_port(url: &str) -> (String, u16) {
     (host.trim_matches(['[', ']']).to_string(), port)
 }
 
+/// libpq's smallest effective `connect_timeout` (it rounds lower values up to 2 s).
+const MIN_CONNECT_TIMEOUT_SECS: u64 = 2;
+
+/// `url` with a libpq `connect_timeout` of `seconds` added, unless it already names one.
+/// Works on both URL (`postgres://…`) and key=value connection strings.
+pub fn with_connect_timeout(url: &str, seconds: u64) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_string();
+    }
+    if url.contains("://") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}connect_timeout={seconds}")
+    } else {
+        format!("{url} connect_timeout={seconds}")
+    }
+}
+
 /// Connects, retrying with exponential backoff (0.25 s doubling to 5 s) until `max_wait`
-/// has passed. Each failed attempt is logged.
+/// has passed. Each failed attempt is logged. Each attempt carries a libpq
+/// `connect_timeout` of the time left (at least 2 s, libpq's minimum), so a server that
+/// accepts connections but never answers cannot stretch the wait: it ends within
+/// `max_wait` plus those 2 s.
 pub fn connect_with_wait(url: &str, max_wait: Duration) -> Result<PgConnection, DbError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     loop {
-        match PgConnection::establish(url) {
+        let left = max_wait.saturating_sub(started.elapsed());
+        let timeout = left.as_secs_f64().ceil() as u64;
+        let attempt_url = with_connect_timeout(url, timeout.max(MIN_CONNECT_TIMEOUT_SECS));
+        match PgConnection::establish(&attempt_url) {
             Ok(conn) => {
                 if attempt > 1 {
                     log::info!(
@@ -91,6 +118,32 @@ pub fn connect_with_wait(url: &str, max_wait: Duration) -> Result<PgConnection, 
                 attempt += 1;
             }
         }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Encoding {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    database: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    encoding: String,
+}
+
+/// Refuses a database whose `server_encoding` is not UTF8 (a plain `initdb` without a
+/// locale makes SQL_ASCII ones): text would not round-trip. Both binaries call it before
+/// they use a database.
+pub fn check_server_encoding(conn: &mut PgConnection) -> Result<(), DbError> {
+    let row: Encoding = diesel::sql_query(
+        "SELECT current_database()::text AS database, current_setting('server_encoding') AS encoding",
+    )
+    .get_result(conn)?;
+    if row.encoding.eq_ignore_ascii_case("UTF8") {
+        Ok(())
+    } else {
+        Err(DbError::Encoding {
+            database: row.database,
+            encoding: row.encoding,
+        })
     }
 }
 
@@ -143,7 +196,27 @@ pub fn pool(url: &str, max_size: u32) -> PgPool {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use super::{host_port, with_connect_timeout};
+
+    #[test]
+    fn connect_timeout_is_added_once_to_either_url_form() {
+        assert_eq!(
+            with_connect_timeout("postgres://u@db:5432/x", 7),
+            "postgres://u@db:5432/x?connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://db/x?sslmode=disable", 7),
+            "postgres://db/x?sslmode=disable&connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("host=db dbname=x", 7),
+            "host=db dbname=x connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://db/x?connect_timeout=1", 7),
+            "postgres://db/x?connect_timeout=1"
+        );
+    }
 
     #[test]
     fn host_port_hides_credentials_and_defaults_the_port() {

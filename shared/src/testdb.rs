@@ -32,8 +32,18 @@ pub fn with_database(url: &str, database: &str) -> String {
 impl TestDb {
     /// Creates and migrates a fresh database. Panics (this is test support) when
     /// `DATABASE_URL` is unset or the server refuses.
-    #[allow(clippy::expect_used)]
     pub fn new() -> TestDb {
+        TestDb::create("", true)
+    }
+
+    /// An empty, unmigrated database with another server encoding (e.g. `SQL_ASCII`,
+    /// what a plain `initdb` without a locale makes), for the binaries to refuse.
+    pub fn with_encoding(encoding: &str) -> TestDb {
+        TestDb::create(&format!(" ENCODING '{encoding}' TEMPLATE template0"), false)
+    }
+
+    #[allow(clippy::expect_used)]
+    fn create(options: &str, migrate: bool) -> TestDb {
         crate::config::load_dotenv();
         let server = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL must point at a PostgreSQL server for tests (scripts/test.sh sets it)",
@@ -46,12 +56,14 @@ impl TestDb {
             chrono::Utc::now().timestamp_subsec_nanos()
         );
         let mut admin = PgConnection::establish(&admin_url).expect("connect to the test server");
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\"{options}"))
             .execute(&mut admin)
             .expect("create the test database");
         let url = with_database(&server, &name);
-        let mut conn = PgConnection::establish(&url).expect("connect to the test database");
-        crate::db::run_migrations(&mut conn).expect("migrate the test database");
+        if migrate {
+            let mut conn = PgConnection::establish(&url).expect("connect to the test database");
+            crate::db::run_migrations(&mut conn).expect("migrate the test database");
+        }
         TestDb {
             admin_url,
             name,

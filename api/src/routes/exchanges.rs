@@ -31,7 +31,7 @@ pub struct ExchangeStatsDoc {
 #[utoipa::path(get, path = "/exchanges/stats", tag = "tasks",
     params(
         ("contains" = Option<String>, Query, description = "only exchange ids containing this text (case-insensitive)"),
-        ("format" = Option<String>, Query, description = "json (default), csv or ndjson"),
+        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "`{data:[{exchange, coins, median_task_run}]}` by exchange id", content((ExchangeStatsDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),

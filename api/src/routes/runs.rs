@@ -92,7 +92,7 @@ fn files_of(conn: &mut PgConnection, run_ids: &[i64]) -> QueryResult<Vec<EtlFile
 
 /// ETL runs, newest first.
 #[utoipa::path(get, path = "/runs", tag = "runs",
-    params(("limit" = Option<u32>, Query, description = "how many runs, 1..=1000, default 100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "how many runs, 1..=1000, default 100")),
     responses(
         (status = 200, description = "Runs with their files and counts", body = RunList),
         (status = 400, description = "Bad limit or unknown parameter", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -131,7 +131,7 @@ pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList
 
 /// One ETL run with its summary.
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs",
-    params(("id" = i64, Path, description = "run id")),
+    params(("id" = i64, Path, minimum = 1, description = "run id")),
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 400, description = "The id is not a number", body = crate::error::Problem, content_type = "application/problem+json"),

@@ -6,7 +6,9 @@
 //!
 //! The accept/duplicate decision is `INSERT … ON CONFLICT DO NOTHING RETURNING`, so two
 //! concurrent tasks can never both accept a coin; inserts go in coin-id order so that
-//! overlapping tasks cannot deadlock.
+//! overlapping tasks cannot deadlock. Tasks that share a coin are ordered by an advisory
+//! lock taken before the task run (see [`TAKE_RUN_SQL`]), so the lowest task run that asks
+//! for a coin is the one that stores it.
 
 use crate::chunks::{plan_from_request, serve, Source};
 use crate::error::ApiError;
@@ -14,16 +16,14 @@ use crate::params::ReqInfo;
 use crate::raw::{Bind, RawQuery};
 use crate::reply::Reply;
 use crate::state::AppState;
-use chrono::Utc;
 use diesel::pg::PgConnection;
+use diesel::Connection;
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::ContentType;
 use rocket::serde::json::Json;
 use rocket::State;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use utoipa::ToSchema;
 
 /// The most ids one task may carry.
@@ -35,9 +35,21 @@ const MAX_BODY_MIB: u64 = 2;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskBody {
-    /// Coin ids.
+    /// Coin ids (at most 10 000; more is a 413). An empty id is listed as invalid.
+    #[schema(max_items = 10000)]
     pub coins: Vec<String>,
 }
+
+/// A task as CSV (documentation only): the header line `coins` (any case), then one coin
+/// id per line, bare or quoted; LF or CRLF; blank lines are skipped; a quoted empty id
+/// `""` is listed as invalid, like `""` in JSON.
+#[derive(ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = r#"^[Cc][Oo][Ii][Nn][Ss](\r?\n[^\r\n",]*)*(\r?\n)?$"#,
+    example = "coins\nbitcoin\nethereum\n"
+)]
+pub struct CsvTaskBody(pub String);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
@@ -62,35 +74,35 @@ pub struct TaskReport {
     pub invalid: Vec<String>,
 }
 
-/// A record of `TASK_OUTPUT_DIR` files, in the original service's shape.
-#[derive(Serialize)]
-struct OutputRecord<'a> {
-    id: &'a str,
-    exchanges: &'a [String],
-    #[serde(rename = "taskRun")]
-    task_run: i64,
-}
-
 fn check_token(state: &AppState, info: &ReqInfo) -> Result<(), ApiError> {
     let Some(expected) = &state.write_token else {
         return Ok(());
     };
-    let given = info
-        .authorization
-        .as_deref()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+    match info.authorization.as_deref().and_then(bearer_token) {
+        Some(token) if tokens_match(token, expected) => Ok(()),
         _ => Err(ApiError::Unauthorized),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The token of an `Authorization: Bearer <token>` header; the scheme name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Compares SHA-256 digests byte by byte without an early exit, so that neither the
+/// position of the first difference nor the token's length shows in the timing.
+fn tokens_match(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,18 +198,35 @@ fn unquote(field: &str) -> Option<String> {
     (!field.contains([',', '"'])).then(|| field.to_string())
 }
 
-struct Decision {
+/// What became of one known coin of a task.
+pub struct Decision {
     id: String,
     exchanges: Vec<String>,
     accepted: bool,
 }
 
-/// Takes the task run and decides every id in one statement: the ids that are coins are
-/// inserted unless a task already has them. `$1`: the unique ids. Each row carries the
-/// task run; a task without a known coin gets one row of NULLs besides it.
+/// How many advisory locks coin ids hash into (see [`TAKE_RUN_SQL`]): few enough that a
+/// task of 10 000 ids stays far below the server's lock table, many enough that small
+/// tasks on different coins rarely wait for each other.
+pub const ID_LOCK_BUCKETS: u32 = 64;
+
+/// Takes the task run, after the transaction-level locks of the ids' buckets (`$1`: the
+/// bucket numbers, sorted, as text). Two tasks that share a coin share its bucket: the
+/// second waits until the first has committed its inserts, and only then takes its own
+/// run. So a coin is stored under the lowest task run that asked for it, and no task
+/// reports as "first" a run later than its own. Sorted buckets cannot deadlock; the
+/// materialised CTE takes every lock before `nextval` runs. The locks' first key is
+/// "task" in ASCII (1952543595); the ETL's one-key lock lives in another space.
+pub const TAKE_RUN_SQL: &str = "\
+WITH locks AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock(1952543595, b::int4)) AS n FROM unnest($1::text[]) AS b
+)
+SELECT nextval('task_run_seq') AS run FROM locks";
+
+/// Decides every id of a task that holds its run and locks. `$1`: the unique ids, `$2`:
+/// the task run. The ids that are coins are inserted unless a task already has them.
 pub const DECIDE_SQL: &str = "\
-WITH run AS MATERIALIZED (SELECT nextval('task_run_seq') AS run),
-req AS (SELECT DISTINCT unnest($1::text[]) AS id),
+WITH req AS (SELECT DISTINCT unnest($1::text[]) AS id),
 known AS (
     SELECT c.id,
            ARRAY(SELECT DISTINCT e FROM unnest(ce.exchanges) AS e ORDER BY e) AS exchanges
@@ -207,42 +236,75 @@ known AS (
 ),
 ins AS (
     INSERT INTO task_results (coin_id, exchanges, task_run)
-    SELECT id, exchanges, (SELECT run FROM run) FROM known ORDER BY id
+    SELECT id, exchanges, $2::int8 FROM known ORDER BY id
     ON CONFLICT (coin_id) DO NOTHING
     RETURNING coin_id
 )
-SELECT r.run, k.id, k.exchanges, (i.coin_id IS NOT NULL) AS accepted
-FROM run r LEFT JOIN (known k LEFT JOIN ins i ON i.coin_id = k.id) ON true";
+SELECT k.id, k.exchanges, (i.coin_id IS NOT NULL) AS accepted
+FROM known k LEFT JOIN ins i ON i.coin_id = k.id";
 
 /// The task that accepted each of `$1`.
 pub const FIRST_RUNS_SQL: &str =
     "SELECT coin_id, task_run FROM task_results WHERE coin_id = ANY($1::text[])";
 
+/// The lock bucket of a coin id: FNV-1a, stable across processes and versions.
+fn lock_bucket(id: &str) -> u32 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(ID_LOCK_BUCKETS)) as u32
+}
+
+/// Step one of a task, inside its transaction: locks the buckets of `unique` and takes
+/// the task run. Public so that tests can hold a task between its two steps.
+pub fn take_task_run(conn: &mut PgConnection, unique: &[String]) -> Result<i64, ApiError> {
+    let buckets: std::collections::BTreeSet<u32> =
+        unique.iter().map(|id| lock_bucket(id)).collect();
+    let mut run = None;
+    RawQuery::new(TAKE_RUN_SQL)
+        .bind(Bind::TextArray(
+            buckets.iter().map(u32::to_string).collect(),
+        ))
+        .for_each_row(conn, |row| {
+            run = row.int8(0)?;
+            Ok(())
+        })?;
+    run.ok_or_else(|| ApiError::Internal("the task took no task run".into()))
+}
+
+/// Step two, in the same transaction: inserts the known coins of `unique` under `run`.
+pub fn decide_in_run(
+    conn: &mut PgConnection,
+    run: i64,
+    unique: &[String],
+) -> Result<Vec<Decision>, ApiError> {
+    RawQuery::new(DECIDE_SQL)
+        .bind(Bind::TextArray(unique.to_vec()))
+        .bind(Bind::Int8(run))
+        .map_rows(conn, |row| {
+            Ok(Decision {
+                id: row.text(0)?.unwrap_or_default(),
+                exchanges: row.text_array(1)?.unwrap_or_default(),
+                accepted: row.bool(2)?.unwrap_or(false),
+            })
+        })
+}
+
 /// Runs one task against the database.
-fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiError> {
+pub fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiError> {
     let unique: Vec<String> = {
         let mut seen = HashSet::new();
         ids.iter()
+            // No coin id holds NUL (PostgreSQL text cannot): such an id is invalid as is.
+            .filter(|id| !id.contains('\0'))
             .filter(|id| seen.insert(id.as_str()))
             .cloned()
             .collect()
     };
-    let mut run = None;
-    let mut decisions = Vec::new();
-    RawQuery::new(DECIDE_SQL)
-        .bind(Bind::TextArray(unique))
-        .for_each_row(conn, |row| {
-            run = row.int8(0)?;
-            if let Some(id) = row.text(1)? {
-                decisions.push(Decision {
-                    id,
-                    exchanges: row.text_array(2)?.unwrap_or_default(),
-                    accepted: row.bool(3)?.unwrap_or(false),
-                });
-            }
-            Ok(())
-        })?;
-    let run = run.ok_or_else(|| ApiError::Internal("the task took no task run".into()))?;
+    let (run, decisions) = conn.transaction(|conn| {
+        let run = take_task_run(conn, &unique)?;
+        decide_in_run(conn, run, &unique).map(|d| (run, d))
+    })?;
     let decided: HashMap<&str, &Decision> = decisions.iter().map(|d| (d.id.as_str(), d)).collect();
     // A statement after the insert sees every row a concurrent task committed first.
     let earlier: Vec<String> = decisions
@@ -295,33 +357,6 @@ fn decide(conn: &mut PgConnection, ids: &[String]) -> Result<TaskReport, ApiErro
     Ok(report)
 }
 
-/// Writes the accepted records to `dir/output_file_<utc timestamp>_<task_run>.json`
-/// atomically: a temporary file in the same directory, synced, then renamed.
-fn write_output(dir: &Path, report: &TaskReport) -> std::io::Result<PathBuf> {
-    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-    let name = format!("output_file_{stamp}_{}.json", report.task_run);
-    let records: Vec<OutputRecord<'_>> = report
-        .accepted
-        .iter()
-        .map(|a| OutputRecord {
-            id: &a.id,
-            exchanges: &a.exchanges,
-            task_run: report.task_run,
-        })
-        .collect();
-    let bytes = serde_json::to_vec_pretty(&records)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let target = dir.join(&name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &target).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(target)
-}
-
 async fn run_task(
     state: &AppState,
     info: ReqInfo,
@@ -359,19 +394,19 @@ async fn run_task(
         report.duplicates.len(),
         report.invalid.len()
     );
-    if let Some(dir) = state.task_output_dir.clone() {
-        let (result, report) =
-            rocket::tokio::task::spawn_blocking(move || (write_output(&dir, &report), report))
-                .await?;
-        match result {
-            Ok(path) => log::debug!("task run {} written to {}", report.task_run, path.display()),
-            // The results are stored; only the extra copy failed. An operator must act.
-            Err(e) => log::error!(
-                "task run {}: could not write the output file: {e}",
-                report.task_run
-            ),
-        }
+    let Some(files) = state.task_files.clone() else {
         return Ok(Json(report));
+    };
+    let (result, report) =
+        rocket::tokio::task::spawn_blocking(move || (files.write(&report), report)).await?;
+    match result {
+        Ok(Some(path)) => log::debug!("task run {} written to {}", report.task_run, path.display()),
+        Ok(None) => {}
+        // The results are stored; only the extra copy failed. An operator must act.
+        Err(e) => log::error!(
+            "task run {}: could not write the output file: {e}",
+            report.task_run
+        ),
     }
     Ok(Json(report))
 }
@@ -380,7 +415,7 @@ async fn run_task(
 #[utoipa::path(post, path = "/runtasks", tag = "tasks",
     request_body(content(
         (TaskBody = "application/json", example = json!({"coins": ["bitcoin", "ethereum"]})),
-        (String = "text/csv", example = "coins\nbitcoin\nethereum\n"),
+        (CsvTaskBody = "text/csv"),
     )),
     responses(
         (status = 200, description = "What became of each id", body = TaskReport),
@@ -404,7 +439,7 @@ pub async fn run_tasks(
 #[utoipa::path(post, path = "/coins", tag = "tasks",
     request_body(content(
         (TaskBody = "application/json"),
-        (String = "text/csv"),
+        (CsvTaskBody = "text/csv"),
     )),
     responses(
         (status = 200, description = "What became of each id", body = TaskReport),
@@ -434,9 +469,9 @@ pub struct TaskResultsDoc {
 /// Stored task results, in task order, chunked.
 #[utoipa::path(get, path = "/coins", tag = "tasks",
     params(
-        ("size" = Option<u32>, Query, description = "results per chunk, 1..=10000, default 10"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous chunk"),
-        ("format" = Option<String>, Query, description = "json (default), csv or ndjson"),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "results per chunk, 1..=10000, default 10"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "next_cursor of the previous chunk (an HMAC-signed token: only the server makes valid ones)"),
+        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "`{coins:[{id, exchanges, taskRun}], next_cursor, has_more}`", content((TaskResultsDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
@@ -509,6 +544,30 @@ mod tests {
             parse_json(b"[1,2]"),
             Err(ApiError::Unprocessable(_))
         ));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "bEaReR   t0k ",
+            "Bearer\tt0k",
+        ] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header:?}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_match_only_when_equal_whatever_their_lengths() {
+        assert!(tokens_match("s3cret", "s3cret"));
+        for other in ["s3cre", "s3cret!", "S3cret", "", "s3cret s3cret"] {
+            assert!(!tokens_match(other, "s3cret"), "{other:?}");
+        }
     }
 
     #[test]

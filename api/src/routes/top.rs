@@ -338,9 +338,9 @@ pub struct TopDoc {
 /// Top `limit` coins at `datetime`.
 #[utoipa::path(get, path = "/top", tag = "top",
     params(
-        ("limit" = u32, Query, description = "how many coins, 1..=5000"),
-        ("datetime" = Option<String>, Query, description = "ISO-8601, bare date (= end of that UTC day) or unix seconds; default: the latest market timestamp"),
-        ("format" = Option<String>, Query, description = "json (default), csv (header `Rank,Symbol,Price USD`) or ndjson"),
+        ("limit" = u32, Query, minimum = 1, maximum = 5000, description = "how many coins, 1..=5000"),
+        ("datetime" = Option<String>, Query, pattern = "^((197[1-9]|19[89][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?|[0-9]{1,10})$", description = "ISO-8601, bare date (= end of that UTC day) or unix seconds; default: the latest market timestamp"),
+        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv (header `Rank,Symbol,Price USD`) or ndjson"),
     ),
     responses(
         (status = 200, description = "The ranking", content((TopDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),

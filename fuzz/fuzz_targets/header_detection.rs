@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| coinflow_fuzz::shared_checks::header_detection(data));
