@@ -39,7 +39,7 @@ else
 fi
 docker info >/dev/null 2>&1 || cf_die "no Docker engine answers (start dockerd)"
 
-project=coinflow-compose-test
+project=coinflow-compose-test-$$
 files=(-f docker-compose.yml)
 [[ $full == 1 ]] || files+=(-f docker/compose.prebuilt.yml)
 compose() { "${compose_cmd[@]}" -p "$project" "${files[@]}" "$@"; }
