@@ -792,6 +792,37 @@ fn watch_fetches_loads_archives_and_counts_the_budget() {
 }
 
 #[test]
+fn a_watch_whose_last_cycle_failed_a_page_exits_5() {
+    let (fx, clock, server) = setup();
+    // A 404 is not retried: the page fails at once.
+    server.route("/coins/markets", &[], vec![status(404)]);
+    let base = server.base.clone();
+    let env = move |k: &str| match k {
+        "COINGECKO_BASE_URL" => Some(base.clone()),
+        "COINGECKO_CALLS_PER_MINUTE" => Some("600".into()),
+        _ => None,
+    };
+    let opts = fetch::watch::WatchOptions {
+        specs: vec![fetch::watch::Spec::Markets],
+        interval: None,
+        max_age: Duration::from_secs(86_400),
+        cycles: Some(1),
+        data_dir: fx.path(),
+        database_url: Some(fx.db.url()),
+        db_wait: Duration::from_secs(5),
+    };
+    let mut loads = 0;
+    let code = fetch::watch::watch(&opts, &env, clock, || {
+        loads += 1;
+        coinflow_etl::run(&fx.options()).map_err(|_| 1u8)
+    });
+    assert_eq!(code, fetch::EXIT_INCOMPLETE);
+    // What the cycle fetched (nothing here) was still loaded before the watch ended.
+    assert_eq!(loads, 1);
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[test]
 fn the_fetch_command_exits_5_names_the_failed_page_and_never_prints_the_key() {
     let fx = Fixture::new();
     let clock = ManualClock::new();

@@ -73,8 +73,11 @@ pub struct WatchOptions<'a> {
     pub db_wait: Duration,
 }
 
-/// Runs the cycles. Returns the exit code: 0 after `cycles` cycles, 1 on a fatal fetch
-/// error, or the load's code when it fails (`load` returns `Err(code)` then).
+/// Runs the cycles. Returns the exit code: after `cycles` cycles 0, or
+/// [`super::EXIT_INCOMPLETE`] when the last cycle failed some pages (what it fetched is
+/// loaded all the same); 1 on a fatal fetch error, or the load's code when it fails
+/// (`load` returns `Err(code)` then). A failed page in an earlier cycle does not stop
+/// the watch: the next cycle resumes it.
 pub fn watch(
     opts: &WatchOptions<'_>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -85,8 +88,8 @@ pub fn watch(
     let mut cycle = 0u32;
     loop {
         cycle += 1;
-        let calls = match fetch_cycle(opts, env, &clock, &mut clients) {
-            Ok(calls) => calls,
+        let (calls, complete) = match fetch_cycle(opts, env, &clock, &mut clients) {
+            Ok(cycle) => cycle,
             Err(e) => {
                 log::error!("watch: {e}");
                 eprintln!("coinflow-etl: {e}");
@@ -107,7 +110,7 @@ pub fn watch(
             Err(code) => return code,
         }
         if opts.cycles.is_some_and(|n| cycle >= n) {
-            return 0;
+            return if complete { 0 } else { super::EXIT_INCOMPLETE };
         }
         let wait = interval(opts, &calls, clock.now_utc());
         log::info!("next fetch cycle in {:.0}s", wait.as_secs_f64());
@@ -127,8 +130,9 @@ fn fetch_cycle(
     env: &dyn Fn(&str) -> Option<String>,
     clock: &Arc<dyn Clock>,
     clients: &mut BTreeMap<Source, HttpClient>,
-) -> Result<BTreeMap<Source, SourceCalls>, FetchError> {
+) -> Result<(BTreeMap<Source, SourceCalls>, bool), FetchError> {
     let now = clock.now_utc();
+    let mut complete = true;
     let mut book = BudgetBook::load(opts.data_dir, now);
     let mut calls: BTreeMap<Source, SourceCalls> = BTreeMap::new();
     let progress = super::progress_bar();
@@ -176,6 +180,7 @@ fn fetch_cycle(
             &progress,
         )?;
         print!("{}", report.render());
+        complete &= report.is_complete();
         book.add(source.name(), report.billed());
         let entry = calls.entry(source).or_insert(SourceCalls {
             cycle: 0,
@@ -200,7 +205,7 @@ fn fetch_cycle(
             c.cycle
         );
     }
-    Ok(calls)
+    Ok((calls, complete))
 }
 
 /// `--interval`, or the longest of the sources' derived intervals (at least a minute).
