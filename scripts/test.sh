@@ -9,7 +9,8 @@
 # DATABASE_URL set: that server is used (each test creates and drops its own database).
 # Unset: a throwaway cluster is started from the local PostgreSQL binaries and removed on
 # exit, also on failure or Ctrl-C. CARGO_TARGET_DIR is honoured. A missing dependency
-# (cargo, PostgreSQL binaries, pytest, requests, psycopg) is an error, never a skip.
+# (cargo, PostgreSQL binaries, pytest, requests, psycopg, the diesel CLI) is an error,
+# never a skip.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +35,8 @@ PYTHON=${PYTHON:-python3}
 # Check every dependency before spending minutes on a build.
 command -v cargo >/dev/null || cf_die "cargo not found (install Rust with rustup)"
 command -v "$PYTHON" >/dev/null || cf_die "$PYTHON not found"
+command -v diesel >/dev/null ||
+    cf_die "the diesel CLI is needed: cargo install diesel_cli --version '~2.3' --no-default-features --features postgres --locked"
 if ! "$PYTHON" -c 'import pytest, requests, psycopg' 2>/dev/null; then
     cf_die "the pytest suite needs its Python packages: $PYTHON -m pip install -r tests/requirements.txt"
 fi
@@ -44,6 +47,10 @@ if [[ ${COINFLOW_SKIP_OWN_CLUSTER:-0} != 1 ]]; then
 fi
 
 pg_ensure_database_url
+
+# shared/src/schema.rs must be what `diesel print-schema` makes of migrations/.
+cf_log "scripts/check-schema.sh"
+"$ROOT/scripts/check-schema.sh"
 
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
 export COINFLOW_ETL_BIN=$target_dir/debug/coinflow-etl

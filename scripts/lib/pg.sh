@@ -200,6 +200,12 @@ pg_cluster_remove() {
     PG_CLUSTER_DIR=
 }
 
+# Prints the URL of database $2 on the server of URL $1 (query parameters dropped).
+pg_url_with_database() {
+    local base=${1%%\?*}
+    echo "${base%/*}/$2"
+}
+
 # Prints a connection URL with any password hidden.
 pg_redact_url() {
     sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"

@@ -1,13 +1,14 @@
 //! coinflow's database home, shared by the ETL and the API.
 //!
-//! - [`schema`]: the diesel schema of the warehouse (generated from `migrations/`).
+//! - [`schema`]: the diesel schema of the warehouse: `diesel print-schema` of
+//!   `migrations/` (`scripts/check-schema.sh` checks it).
 //! - [`models`]: row types, `Thing` for reads and `NewThing` for writes.
 //! - [`db`]: connecting, waiting for PostgreSQL, embedded migrations, advisory locks.
 //! - [`config`]: settings from the environment (and `.env`).
 //! - [`logging`]: log4rs set-up from the committed YAML file.
 //! - [`dataset`]: the registry of input datasets and served datasets.
 //! - [`instant`]: the range of instants the warehouse holds (ETL and API alike).
-//! - [`testdb`]: a throwaway, migrated database per test.
+//! - `testdb` (feature `testdb`, tests only): a throwaway, migrated database per test.
 
 pub mod config;
 pub mod cursor;
@@ -17,4 +18,5 @@ pub mod instant;
 pub mod logging;
 pub mod models;
 pub mod schema;
+#[cfg(feature = "testdb")]
 pub mod testdb;
