@@ -1,30 +1,45 @@
 //! coinflow's ETL: CSV exports in, a clean PostgreSQL warehouse out.
 //!
-//! Stages (each a module): [`extract`] finds and reads files → [`validate`] turns raw
-//! records into typed [`rows`] or rejects (with [`values`] and [`resolve`]) → [`load`]
-//! stages them with binary COPY and merges them → [`refresh`] rebuilds the derived
-//! tables through the pure polars [`transform`]s and [`slots`] the structure `/top`
-//! reads → [`report`] summarises. [`pipeline`] runs the stages; [`generate`] makes
-//! synthetic data; [`fetch`] pulls live sources (CoinGecko, CoinMarketCap,
-//! CryptoCompare) into canonical CSV files for the run; [`sanitize`] makes input text safe
-//! for log lines and the ledger.
+//! The stages, in the order a row meets them ([`pipeline`] runs them):
+//!
+//! - `extract` finds input files, fingerprints them and reads their CSV records;
+//!   `scan` reads a file's records through `validate` (with `values` and
+//!   `resolve`) into batches of typed `rows`, or rejects;
+//! - `load` writes the batches: `load::direct` copies new market snapshots straight in,
+//!   `load::staged` stages and merges any file, `load::bulk` drops and rebuilds
+//!   `market`'s constraints around a large load;
+//! - `derive` brings the derived tables up to date, one file per table, through the pure
+//!   polars `transform`s;
+//! - `ledger` records runs, files and rejects and bumps data versions; [`report`]
+//!   summarises.
+//!
+//! Beside the run: [`generate`] makes synthetic data; [`fetch`] pulls live sources
+//! (CoinGecko, CoinMarketCap, CryptoCompare) into canonical CSV files for the run;
+//! [`sanitize`] makes input text safe for log lines and the ledger. The public surface
+//! is what the binary, the tests and the fuzz targets use; everything else is
+//! crate-private.
 
+mod derive;
+mod error;
 pub mod extract;
 pub mod fetch;
 pub mod generate;
-pub mod load;
-pub mod pipeline;
-pub mod refresh;
+mod ledger;
+mod load;
+mod options;
+mod pipeline;
 pub mod report;
-pub mod resolve;
-pub mod rows;
+mod resolve;
+mod rows;
 pub mod sanitize;
-pub mod slots;
-pub mod transform;
-pub mod validate;
+mod scan;
+mod transform;
+mod validate;
 pub mod values;
 
-pub use pipeline::{check, run, EtlError, RunOptions};
+pub use error::EtlError;
+pub use options::RunOptions;
+pub use pipeline::{check, run};
 pub use report::RunReport;
 
 /// Parses a duration such as `60s`, `500ms`, `2m`, `1h` or a bare number of seconds.

@@ -117,18 +117,6 @@ impl CoinIndex {
             .or_insert_with(|| coin_id.to_string());
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.coins.contains_key(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.coins.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.coins.is_empty()
-    }
-
     /// Resolves a coin reference. `symbol` and `name` are the row's own symbol and name
     /// columns when it has them; otherwise the reference itself is tried as both.
     pub fn resolve(&self, reference: &str, symbol: Option<&str>, name: Option<&str>) -> Resolution {

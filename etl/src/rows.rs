@@ -5,6 +5,17 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+/// Rows per binary COPY statement (staging, direct loads, derived tables, rejects).
+pub(crate) const COPY_CHUNK: usize = 200_000;
+
+coinflow_shared::text_enum! {
+    /// The side of a trade, as `trades.side` stores it.
+    pub enum Side {
+        Buy => "buy",
+        Sell => "sell",
+    }
+}
+
 diesel::table! {
     stg_coins (line) {
         line -> Int8,
@@ -158,7 +169,7 @@ pub struct TradeRow {
     pub person_id: i64,
     pub ts: DateTime<Utc>,
     pub coin_id: String,
-    pub side: String,
+    pub side: Side,
     pub quantity: Option<f64>,
     pub price: Option<f64>,
 }
@@ -188,16 +199,6 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.coins.clear();
-        self.market.clear();
-        self.rankings.clear();
-        self.candles.clear();
-        self.tickers.clear();
-        self.people.clear();
-        self.trades.clear();
     }
 }
 

@@ -5,7 +5,8 @@
 
 use crate::resolve::{is_usd_quote, split_pair, CoinIndex, ListingCoin, Resolution};
 use crate::rows::{
-    Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, TickerRow, TradeRow,
+    Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, Side, TickerRow,
+    TradeRow,
 };
 use crate::values::{self, DateOrder, Micros, ValueError};
 use coinflow_shared::dataset::{CoinSource, Column, Dataset, Detected};
@@ -372,9 +373,11 @@ impl Validator {
                 let person_id = row.required_integer(Column::PersonId)?;
                 let ts = row.ts(Column::Timestamp)?;
                 let side = match row.optional_text(Column::Side).map(str::to_ascii_lowercase) {
-                    None => "buy".to_string(),
-                    Some(s) if s == "buy" || s == "sell" => s,
-                    Some(_) => return Err(fail(row.index(Column::Side), reason::INVALID_SIDE)),
+                    None => Side::Buy,
+                    Some(s) => match s.parse() {
+                        Ok(side) => side,
+                        Err(_) => return Err(fail(row.index(Column::Side), reason::INVALID_SIDE)),
+                    },
                 };
                 let quantity = match row.number(Column::Quantity, false)? {
                     Some(q) if q < 0.0 => {

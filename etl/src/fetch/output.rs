@@ -7,6 +7,7 @@
 
 use crate::report::RunReport;
 use chrono::{DateTime, Utc};
+use coinflow_shared::ledger::FileStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -191,7 +192,7 @@ pub fn archive_loaded(data_dir: &Path, report: &RunReport) -> io::Result<Vec<Pat
     let prefix = format!("{FETCHED_DIR}/");
     let mut moved = Vec::new();
     for file in &report.files {
-        let done = matches!(file.status.as_str(), "loaded" | "skipped");
+        let done = matches!(file.status, FileStatus::Loaded | FileStatus::Skipped);
         let Some(rest) = file.path.strip_prefix(&prefix) else {
             continue;
         };
