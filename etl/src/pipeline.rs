@@ -17,7 +17,6 @@ use crate::validate::{may_infer_coins, Known};
 use coinflow_shared::dataset::{Dataset, Detected};
 use coinflow_shared::db;
 use coinflow_shared::ledger::{FileStatus, RunStatus, Versioned};
-use coinflow_shared::schema::{coin_aliases, coins, people};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -156,28 +155,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     }
 }
 
-fn known_from_db(conn: &mut PgConnection) -> QueryResult<Known> {
-    let mut known = Known::default();
-    let all: Vec<(String, String, String)> = coins::table
-        .select((coins::id, coins::symbol, coins::name))
-        .load(conn)?;
-    for (id, symbol, name) in &all {
-        known.coins.insert_known(id, symbol, name);
-    }
-    let aliases: Vec<(String, String)> = coin_aliases::table
-        .select((coin_aliases::external_id, coin_aliases::coin_id))
-        .load(conn)?;
-    for (external, coin) in &aliases {
-        known.coins.insert_alias(external, coin);
-    }
-    known.people = people::table
-        .select(people::person_id)
-        .load::<i64>(conn)?
-        .into_iter()
-        .collect();
-    Ok(known)
-}
-
 fn is_forced(opts: &RunOptions, file: &InputFile) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let target = canonical(&file.path);
@@ -207,7 +184,7 @@ fn process(
         progress: &progress,
         started,
     };
-    let known = known_from_db(conn)?;
+    let known = load::known_from_db(conn)?;
     load::create_staging(conn)?;
     let bulk = Bulk::begin(conn, markets_input(&work))?;
     let mut state = RunState {
@@ -276,9 +253,8 @@ fn process_file(
     planned: Planned,
     state: &mut RunState,
 ) -> Result<FileReport, EtlError> {
-    let file_started = Instant::now();
     let file = &planned.file;
-    let (detected, header) = match planned.kind {
+    let (dataset, file_report, coin_list) = match planned.kind {
         PlanKind::Unrecognized { reason, header } => {
             log::warn!("{}: unrecognized, nothing loaded ({reason})", file.name);
             let file_report = FileReport {
@@ -288,11 +264,30 @@ fn process_file(
                 header,
                 ..FileReport::default()
             };
-            ledger::record_file(conn, ctx.run_id, file, None, &file_report, None)?;
-            return Ok(file_report);
+            (None, file_report, None)
         }
-        PlanKind::Dataset { detected, header } => (detected, header),
+        PlanKind::Dataset { detected, header } => {
+            let dataset = detected.dataset;
+            let (file_report, coin_list) = evaluate(conn, ctx, file, detected, header, state)?;
+            (Some(dataset), file_report, coin_list)
+        }
     };
+    ledger::record_file(conn, ctx.run_id, file, dataset, &file_report, coin_list)?;
+    Ok(file_report)
+}
+
+/// A recognised file's verdict: the ledger's earlier one when nothing it depends on
+/// changed, else what loading it gives. Returns the report and, for a file set aside,
+/// what it was judged against.
+fn evaluate(
+    conn: &mut PgConnection,
+    ctx: &RunContext<'_>,
+    file: &InputFile,
+    detected: Detected,
+    header: Vec<String>,
+    state: &mut RunState,
+) -> Result<(FileReport, Option<String>), EtlError> {
+    let file_started = Instant::now();
     let dataset = detected.dataset;
     let opts = ctx.opts;
     let prior = ledger::last_evaluation(conn, &file.sha256)?;
@@ -311,16 +306,7 @@ fn process_file(
         file_report.path = file.name.clone();
         file_report.dataset = Some(dataset.name().to_string());
         file_report.extra_columns = detected.extra.clone();
-        let coin_list = prior.and_then(|p| p.coin_list);
-        ledger::record_file(
-            conn,
-            ctx.run_id,
-            file,
-            Some(dataset),
-            &file_report,
-            coin_list,
-        )?;
-        return Ok(file_report);
+        return Ok((file_report, prior.and_then(|p| p.coin_list)));
     }
     let job = FileJob {
         file,
@@ -355,15 +341,7 @@ fn process_file(
     }
     let coin_list =
         (file_report.status == FileStatus::SetAside).then(|| judged_against(&state.known, opts));
-    ledger::record_file(
-        conn,
-        ctx.run_id,
-        file,
-        Some(dataset),
-        &file_report,
-        coin_list,
-    )?;
-    Ok(file_report)
+    Ok((file_report, coin_list))
 }
 
 /// Chooses a recognised file's load path: a markets file whose rows name their coins

@@ -218,12 +218,12 @@ impl RunReport {
 
 /// Live progress over the bytes of the files to process: a bar with rows/s, bytes and
 /// ETA on a terminal, nothing otherwise (plain log lines carry the news).
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    pub fn new(total_bytes: u64) -> Progress {
+    pub(crate) fn new(total_bytes: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total_bytes);
             let style = indicatif::ProgressStyle::with_template(
@@ -237,7 +237,7 @@ impl Progress {
         Progress { bar }
     }
 
-    pub fn advance(&self, bytes: u64, rows: u64, elapsed: Duration) {
+    pub(crate) fn advance(&self, bytes: u64, rows: u64, elapsed: Duration) {
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
             let secs = elapsed.as_secs_f64();
@@ -248,13 +248,13 @@ impl Progress {
     }
 
     /// Takes back bytes counted for a file that is read again.
-    pub fn rewind(&self, bytes: u64) {
+    pub(crate) fn rewind(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.dec(bytes);
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -4,7 +4,7 @@
 //! instead ([`DailyFold`]) and need nothing read back. Writes only rows that differ.
 
 use super::{micros, sync, temp_table, RefreshError, COIN_BATCH};
-use crate::rows::{MarketRow, COPY_CHUNK};
+use crate::rows::{copy_rows, MarketRow};
 use crate::transform;
 use chrono::{DateTime, NaiveDate, Utc};
 use coinflow_shared::schema::{candles, daily, market};
@@ -166,19 +166,11 @@ fn store_daily(
     // Coins with no daily rows yet (a first load) need no comparison: their rows go
     // straight in.
     if !has_daily_rows(conn, coins)? {
-        for chunk in rows.chunks(COPY_CHUNK) {
-            diesel::copy_from(daily::table)
-                .from_insertable(chunk)
-                .execute(conn)?;
-        }
+        copy_rows!(conn, daily::table, rows);
         return Ok(rows.len() as i64);
     }
     temp_table(conn, "tmp_daily", "daily")?;
-    for chunk in rows.chunks(COPY_CHUNK) {
-        diesel::copy_from(tmp_daily::table)
-            .from_insertable(chunk)
-            .execute(conn)?;
-    }
+    copy_rows!(conn, tmp_daily::table, rows);
     Ok(sync(
         conn,
         "daily",

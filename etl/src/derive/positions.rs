@@ -3,7 +3,7 @@
 //! trades or snapshots changed.
 
 use super::{sync, temp_table, RefreshError};
-use crate::rows::{Side, COPY_CHUNK};
+use crate::rows::{copy_rows, Side};
 use crate::transform;
 use coinflow_shared::schema::trades;
 use diesel::pg::PgConnection;
@@ -99,11 +99,7 @@ pub(super) fn refresh(conn: &mut PgConnection) -> Result<i64, RefreshError> {
         })
         .collect();
     temp_table(conn, "tmp_positions", "positions")?;
-    for chunk in rows.chunks(COPY_CHUNK) {
-        diesel::copy_from(tmp_positions::table)
-            .from_insertable(chunk)
-            .execute(conn)?;
-    }
+    copy_rows!(conn, tmp_positions::table, rows);
     Ok(sync(
         conn,
         "positions",

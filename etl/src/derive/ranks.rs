@@ -3,7 +3,7 @@
 //! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
 
 use super::{micros, to_ts, Key, RefreshError, COIN_BATCH};
-use crate::rows::COPY_CHUNK;
+use crate::rows::copy_rows;
 use crate::transform;
 use chrono::{DateTime, Utc};
 use coinflow_shared::schema::{market, rankings};
@@ -94,11 +94,7 @@ pub(super) fn refresh(
         conn.batch_execute(
             "CREATE TEMP TABLE IF NOT EXISTS tmp_rank (coin_id text, ts timestamptz, rank int4, rank_source text) ON COMMIT DROP; TRUNCATE tmp_rank",
         )?;
-        for chunk in rows.chunks(COPY_CHUNK) {
-            diesel::copy_from(tmp_rank::table)
-                .from_insertable(chunk)
-                .execute(conn)?;
-        }
+        copy_rows!(conn, tmp_rank::table, rows);
         changed += conn_execute(
             conn,
             "UPDATE market m SET rank = r.rank, rank_source = r.rank_source FROM tmp_rank r \

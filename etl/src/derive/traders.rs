@@ -2,7 +2,7 @@
 //! ([`transform::traders`]). Recomputed whole when people or trades changed.
 
 use super::{micros, sync, temp_table, to_ts, RefreshError};
-use crate::rows::{Side, COPY_CHUNK};
+use crate::rows::{copy_rows, Side};
 use crate::transform;
 use chrono::{DateTime, Utc};
 use coinflow_shared::schema::{people, trades};
@@ -139,11 +139,7 @@ pub(super) fn refresh(conn: &mut PgConnection) -> Result<i64, RefreshError> {
         })
         .collect();
     temp_table(conn, "tmp_traders", "traders")?;
-    for chunk in rows.chunks(COPY_CHUNK) {
-        diesel::copy_from(tmp_traders::table)
-            .from_insertable(chunk)
-            .execute(conn)?;
-    }
+    copy_rows!(conn, tmp_traders::table, rows);
     Ok(sync(
         conn,
         "traders",

@@ -13,11 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The folder (under the data directory) that fetches write to.
-pub const FETCHED_DIR: &str = "fetched";
-/// The folder (under [`FETCHED_DIR`]) that loaded fetched files are moved to; the ETL's
-/// scan skips it.
-pub const ARCHIVE_DIR: &str = "loaded";
+pub use crate::extract::{ARCHIVE_DIR, FETCHED_DIR};
 /// The two columns every fetched row ends with: where in the response it came from.
 pub const ORIGIN_COLUMNS: [&str; 2] = ["fetch_page", "fetch_item"];
 

@@ -20,12 +20,13 @@ use crate::extract::InputFile;
 use crate::ledger;
 use crate::options::RunOptions;
 use crate::report::{FileReport, Progress};
-use crate::rows::{self, Batch, Rejection, COPY_CHUNK};
+use crate::rows::{self, copy_rows, Batch, Rejection};
 use crate::scan::Scanner;
 use crate::validate::Known;
 use bulk::Bulk;
 use coinflow_shared::dataset::{Dataset, Detected};
 use coinflow_shared::models::Counts;
+use coinflow_shared::schema::{coin_aliases, coins, people};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -67,6 +68,30 @@ pub(crate) struct RunState {
     pub(crate) bulk: Option<Bulk>,
 }
 
+/// The coins, aliases and people the warehouse stores: what a run's first file resolves
+/// against.
+pub(crate) fn known_from_db(conn: &mut PgConnection) -> QueryResult<Known> {
+    let mut known = Known::default();
+    let all: Vec<(String, String, String)> = coins::table
+        .select((coins::id, coins::symbol, coins::name))
+        .load(conn)?;
+    for (id, symbol, name) in &all {
+        known.coins.insert_known(id, symbol, name);
+    }
+    let aliases: Vec<(String, String)> = coin_aliases::table
+        .select((coin_aliases::external_id, coin_aliases::coin_id))
+        .load(conn)?;
+    for (external, coin) in &aliases {
+        known.coins.insert_alias(external, coin);
+    }
+    known.people = people::table
+        .select(people::person_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    Ok(known)
+}
+
 /// Creates the run's staging tables; they disappear when the run's transaction ends.
 pub(crate) fn create_staging(conn: &mut PgConnection) -> QueryResult<()> {
     conn.batch_execute(
@@ -96,22 +121,13 @@ pub(crate) fn truncate_staging(conn: &mut PgConnection, dataset: Dataset) -> Que
 
 /// Writes a batch to staging with binary COPY.
 pub(crate) fn stage(conn: &mut PgConnection, batch: &Batch) -> QueryResult<()> {
-    macro_rules! copy {
-        ($table:expr, $rows:expr) => {
-            for chunk in $rows.chunks(COPY_CHUNK) {
-                diesel::copy_from($table)
-                    .from_insertable(chunk)
-                    .execute(conn)?;
-            }
-        };
-    }
-    copy!(rows::stg_coins::table, batch.coins);
-    copy!(rows::stg_market::table, batch.market);
-    copy!(rows::stg_rankings::table, batch.rankings);
-    copy!(rows::stg_candles::table, batch.candles);
-    copy!(rows::stg_tickers::table, batch.tickers);
-    copy!(rows::stg_people::table, batch.people);
-    copy!(rows::stg_trades::table, batch.trades);
+    copy_rows!(conn, rows::stg_coins::table, batch.coins);
+    copy_rows!(conn, rows::stg_market::table, batch.market);
+    copy_rows!(conn, rows::stg_rankings::table, batch.rankings);
+    copy_rows!(conn, rows::stg_candles::table, batch.candles);
+    copy_rows!(conn, rows::stg_tickers::table, batch.tickers);
+    copy_rows!(conn, rows::stg_people::table, batch.people);
+    copy_rows!(conn, rows::stg_trades::table, batch.trades);
     Ok(())
 }
 
