@@ -114,22 +114,20 @@ impl Evaluation {
     /// coins and people it was judged against are unchanged: judging it again would give
     /// the same verdict (and store the same rejects again), so it is not read.
     pub(crate) fn still_set_aside(&self, judged_against: &str) -> Option<FileReport> {
-        let prior = self;
-        if prior.status != FileStatus::SetAside
-            || prior.coin_list.as_deref() != Some(judged_against)
+        if self.status != FileStatus::SetAside || self.coin_list.as_deref() != Some(judged_against)
         {
             return None;
         }
-        let original = prior.reason.as_deref().unwrap_or("set aside");
+        let original = self.reason.as_deref().unwrap_or("set aside");
         let original = original.split(NOT_READ_AGAIN).next().unwrap_or(original);
         Some(FileReport {
             status: FileStatus::SetAside,
             reason: Some(format!(
-                "{original}{NOT_READ_AGAIN} {} set it aside, and so are the coins, people and \
-             budget it was judged against: not read again (--force re-evaluates it)",
-                prior.run_id
+                "{original}{NOT_READ_AGAIN} {} set it aside, and so are the coins, people \
+                 and budget it was judged against: not read again (--force re-evaluates it)",
+                self.run_id
             )),
-            counts: prior.counts,
+            counts: self.counts,
             ..FileReport::default()
         })
     }
