@@ -53,22 +53,26 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExtractError + '_ {
 
 /// An input file found under the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputFile {
-    pub path: PathBuf,
+pub(crate) struct InputFile {
+    pub(crate) path: PathBuf,
     /// The path relative to the data directory, `/`-separated: the file's name in the
     /// ledger and in rejects.
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
 }
+
+/// The folder (under the data directory) that fetches write to.
+pub const FETCHED_DIR: &str = "fetched";
+/// The folder (under [`FETCHED_DIR`]) that loaded fetched files are moved to; the
+/// discovery of input files skips it.
+pub const ARCHIVE_DIR: &str = "loaded";
 
 /// Every `*.csv` under `dir`, recursively, sorted by relative path; the archive of
 /// loaded fetched files (`fetched/loaded/`) is not scanned.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, ExtractError> {
     let mut found = Vec::new();
-    let archive = dir
-        .join(crate::fetch::output::FETCHED_DIR)
-        .join(crate::fetch::output::ARCHIVE_DIR);
+    let archive = dir.join(FETCHED_DIR).join(ARCHIVE_DIR);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
         for entry in std::fs::read_dir(&current).map_err(io_err(&current))? {
@@ -92,7 +96,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, ExtractError> {
 }
 
 /// Fingerprints a file.
-pub fn fingerprint(dir: &Path, path: &Path) -> Result<InputFile, ExtractError> {
+pub(crate) fn fingerprint(dir: &Path, path: &Path) -> Result<InputFile, ExtractError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -116,7 +120,7 @@ pub fn fingerprint(dir: &Path, path: &Path) -> Result<InputFile, ExtractError> {
 }
 
 /// `path` relative to `dir`, with `/` separators.
-pub fn relative_name(dir: &Path, path: &Path) -> String {
+pub(crate) fn relative_name(dir: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(dir).unwrap_or(path);
     relative
         .components()
@@ -159,7 +163,7 @@ impl Seek for Capped {
 
 /// A CSV reader over a file: records of any field count (validated per row), quoted
 /// newlines, CRLF, a UTF-8 BOM; records up to [`MAX_RECORD_BYTES`].
-pub struct Records {
+pub(crate) struct Records {
     reader: csv::Reader<Capped>,
     path: PathBuf,
     record: ByteRecord,
@@ -169,7 +173,7 @@ pub struct Records {
 
 /// What a file's first record says.
 #[derive(Debug, Clone)]
-pub enum Header {
+pub(crate) enum Header {
     Empty,
     /// The header cells as written (BOM removed), or the reason they are not text.
     Cells(Vec<String>),
@@ -177,7 +181,7 @@ pub enum Header {
 }
 
 impl Records {
-    pub fn open(path: &Path) -> Result<Records, ExtractError> {
+    pub(crate) fn open(path: &Path) -> Result<Records, ExtractError> {
         let file = File::open(path).map_err(io_err(path))?;
         let limit = Arc::new(AtomicU64::new(0));
         let tripped = Arc::new(AtomicBool::new(false));
@@ -202,7 +206,7 @@ impl Records {
     }
 
     /// Reads the header (the first record).
-    pub fn header(&mut self) -> Result<Header, ExtractError> {
+    pub(crate) fn header(&mut self) -> Result<Header, ExtractError> {
         match self.next_record()? {
             None => Ok(Header::Empty),
             Some((_, record)) => {
@@ -224,7 +228,7 @@ impl Records {
     /// The next record and the line it starts on. A record longer than
     /// [`MAX_RECORD_BYTES`] is an [`ExtractError::RecordTooLong`]; the call after it goes
     /// on with the line after the one that record started on.
-    pub fn next_record(&mut self) -> Result<Option<(i64, &ByteRecord)>, ExtractError> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<(i64, &ByteRecord)>, ExtractError> {
         let start = self.reader.position().clone();
         self.limit.store(
             start.byte() + MAX_RECORD_BYTES + READ_AHEAD as u64,
@@ -292,14 +296,14 @@ impl Records {
     }
 
     /// Bytes consumed so far (for progress).
-    pub fn bytes_read(&self) -> u64 {
+    pub(crate) fn bytes_read(&self) -> u64 {
         self.reader.position().byte()
     }
 }
 
 /// The date order of the timestamp-typed columns of a file, decided from all of the
 /// column's slash dates (SPEC §2). Only files that contain a `/` are scanned.
-pub fn date_orders(
+pub(crate) fn date_orders(
     path: &Path,
     detected: &Detected,
 ) -> Result<(DateOrder, DateOrder), ExtractError> {
@@ -346,7 +350,7 @@ fn contains_byte(path: &Path, needle: u8) -> Result<bool, ExtractError> {
 }
 
 /// Recognises a header; `None` when it fits no dataset.
-pub fn detect(header: &[String], path: &Path) -> Option<Detected> {
+pub(crate) fn detect(header: &[String], path: &Path) -> Option<Detected> {
     let cells: Vec<&str> = header.iter().map(String::as_str).collect();
     let file_name = path
         .file_name()

@@ -1,6 +1,7 @@
 //! Reporting: the per-file and per-run summary (like pgloader's), its JSON form for
 //! `--summary`, and live progress on a terminal.
 
+use coinflow_shared::ledger::{FileStatus, RunStatus};
 use coinflow_shared::models::Counts;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -12,8 +13,7 @@ use std::time::Duration;
 pub struct FileReport {
     pub path: String,
     pub dataset: Option<String>,
-    /// `loaded`, `set_aside`, `unrecognized` or `skipped` (already loaded, unchanged).
-    pub status: String,
+    pub status: FileStatus,
     pub reason: Option<String>,
     #[serde(flatten)]
     pub counts: Counts,
@@ -29,6 +29,17 @@ pub struct FileReport {
     pub inferred_coins: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+}
+
+impl FileReport {
+    /// Marks the file set aside (over its reject budget): none of its rows load; `valid`
+    /// rows passed every check and count as set aside.
+    pub(crate) fn set_aside(&mut self, valid: i64, reason: String) {
+        self.status = FileStatus::SetAside;
+        self.reason = Some(reason);
+        self.set_aside = valid;
+        self.zeroed = 0;
+    }
 }
 
 impl std::ops::Deref for FileReport {
@@ -52,7 +63,7 @@ pub type Totals = Counts;
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RunReport {
     pub run_id: Option<i64>,
-    pub status: String,
+    pub status: RunStatus,
     pub files: Vec<FileReport>,
     pub totals: Totals,
     pub seconds: f64,
@@ -67,7 +78,16 @@ impl RunReport {
     }
 
     pub fn has_set_aside(&self) -> bool {
-        self.files.iter().any(|f| f.status == "set_aside")
+        self.files.iter().any(|f| f.status == FileStatus::SetAside)
+    }
+
+    /// The status of a run whose files all settled: `partial` when one was set aside.
+    pub(crate) fn finished_status(&self) -> RunStatus {
+        if self.has_set_aside() {
+            RunStatus::Partial
+        } else {
+            RunStatus::Ok
+        }
     }
 
     /// The pgloader-style table.
@@ -104,8 +124,8 @@ impl RunReport {
             } else {
                 f.path.clone()
             };
-            let dataset = match f.status.as_str() {
-                "loaded" => f.dataset.clone().unwrap_or_default(),
+            let dataset = match f.status {
+                FileStatus::Loaded => f.dataset.clone().unwrap_or_default(),
                 other => other.to_string(),
             };
             out.push_str(&format!(
@@ -150,11 +170,11 @@ impl RunReport {
         for f in self
             .files
             .iter()
-            .filter(|f| f.status == "set_aside" || f.status == "unrecognized")
+            .filter(|f| matches!(f.status, FileStatus::SetAside | FileStatus::Unrecognized))
         {
             out.push_str(&format!(
                 "{}: {} ({})\n",
-                f.status.replace('_', " "),
+                f.status.as_str().replace('_', " "),
                 f.path,
                 f.reason.as_deref().unwrap_or("")
             ));
@@ -177,7 +197,11 @@ impl RunReport {
                 f.inferred_coins.join(", ")
             ));
         }
-        let skipped = self.files.iter().filter(|f| f.status == "skipped").count();
+        let skipped = self
+            .files
+            .iter()
+            .filter(|f| f.status == FileStatus::Skipped)
+            .count();
         if skipped > 0 {
             out.push_str(&format!(
                 "{skipped} file(s) unchanged since they were loaded: skipped\n"
@@ -194,12 +218,12 @@ impl RunReport {
 
 /// Live progress over the bytes of the files to process: a bar with rows/s, bytes and
 /// ETA on a terminal, nothing otherwise (plain log lines carry the news).
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    pub fn new(total_bytes: u64) -> Progress {
+    pub(crate) fn new(total_bytes: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total_bytes);
             let style = indicatif::ProgressStyle::with_template(
@@ -213,7 +237,7 @@ impl Progress {
         Progress { bar }
     }
 
-    pub fn advance(&self, bytes: u64, rows: u64, elapsed: Duration) {
+    pub(crate) fn advance(&self, bytes: u64, rows: u64, elapsed: Duration) {
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
             let secs = elapsed.as_secs_f64();
@@ -224,13 +248,13 @@ impl Progress {
     }
 
     /// Takes back bytes counted for a file that is read again.
-    pub fn rewind(&self, bytes: u64) {
+    pub(crate) fn rewind(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.dec(bytes);
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -10,14 +10,14 @@
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownCoin {
-    pub symbol: String,
-    pub name: String,
+pub(crate) struct KnownCoin {
+    pub(crate) symbol: String,
+    pub(crate) name: String,
 }
 
 /// The outcome of resolving a coin reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     Found(String),
     Unknown,
     AmbiguousSymbol,
@@ -25,7 +25,7 @@ pub enum Resolution {
 
 /// What a listings row did to the coin dimension.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListingCoin {
+pub(crate) enum ListingCoin {
     Existing(String),
     /// The slug was recorded as an alias of this coin.
     Aliased {
@@ -36,14 +36,14 @@ pub enum ListingCoin {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewCoin {
-    pub id: String,
-    pub symbol: String,
-    pub name: String,
-    pub cmc_id: Option<i64>,
+pub(crate) struct NewCoin {
+    pub(crate) id: String,
+    pub(crate) symbol: String,
+    pub(crate) name: String,
+    pub(crate) cmc_id: Option<i64>,
     /// Made up from a history row's symbol and name (`coins.origin = 'inferred'`), not
     /// taken from a coin list.
-    pub inferred: bool,
+    pub(crate) inferred: bool,
 }
 
 /// Ids that providers give the same coin (CoinGecko's, CoinMarketCap's slug, …): an id
@@ -68,7 +68,7 @@ const SHIPPED_ALIASES: &[&[&str]] = &[
 ];
 
 /// A coin id made from a name: lower case, runs of other characters as one `-`.
-pub fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars().flat_map(char::to_lowercase) {
         if c.is_alphanumeric() {
@@ -81,10 +81,10 @@ pub fn slug(name: &str) -> String {
 }
 
 /// The alias source recorded for slugs that listings map onto known coins.
-pub const LISTINGS_ALIAS_SOURCE: &str = "listings";
+pub(crate) const LISTINGS_ALIAS_SOURCE: &str = "listings";
 
 #[derive(Debug, Clone, Default)]
-pub struct CoinIndex {
+pub(crate) struct CoinIndex {
     coins: HashMap<String, KnownCoin>,
     aliases: HashMap<String, String>,
     by_symbol: HashMap<String, Vec<String>>,
@@ -95,7 +95,7 @@ pub struct CoinIndex {
 }
 
 impl CoinIndex {
-    pub fn insert_known(&mut self, id: &str, symbol: &str, name: &str) {
+    pub(crate) fn insert_known(&mut self, id: &str, symbol: &str, name: &str) {
         if let Some(previous) = self.coins.get(id).cloned() {
             remove_from(&mut self.by_symbol, &previous.symbol.to_lowercase(), id);
             remove_from(&mut self.by_name, &previous.name.to_lowercase(), id);
@@ -111,27 +111,20 @@ impl CoinIndex {
         push_unique(&mut self.by_name, name.to_lowercase(), id);
     }
 
-    pub fn insert_alias(&mut self, external_id: &str, coin_id: &str) {
+    pub(crate) fn insert_alias(&mut self, external_id: &str, coin_id: &str) {
         self.aliases
             .entry(external_id.to_lowercase())
             .or_insert_with(|| coin_id.to_string());
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.coins.contains_key(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.coins.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.coins.is_empty()
-    }
-
     /// Resolves a coin reference. `symbol` and `name` are the row's own symbol and name
     /// columns when it has them; otherwise the reference itself is tried as both.
-    pub fn resolve(&self, reference: &str, symbol: Option<&str>, name: Option<&str>) -> Resolution {
+    pub(crate) fn resolve(
+        &self,
+        reference: &str,
+        symbol: Option<&str>,
+        name: Option<&str>,
+    ) -> Resolution {
         if self.coins.contains_key(reference) {
             return Resolution::Found(reference.to_string());
         }
@@ -164,7 +157,7 @@ impl CoinIndex {
     }
 
     /// Resolves or creates the coin of a listings row.
-    pub fn resolve_listing(
+    pub(crate) fn resolve_listing(
         &mut self,
         id: &str,
         symbol: &str,
@@ -229,7 +222,7 @@ impl CoinIndex {
     /// matches: its id is the name's slug (with the symbol's when the slug is taken).
     /// Later rows find it by name; a listings file that knows the coin later records
     /// its own id as an alias of this one.
-    pub fn infer(&mut self, symbol: &str, name: &str) -> String {
+    pub(crate) fn infer(&mut self, symbol: &str, name: &str) -> String {
         let base = match slug(name) {
             s if s.is_empty() => slug(symbol),
             s => s,
@@ -258,7 +251,7 @@ impl CoinIndex {
     }
 
     /// Every coin and alias as a line, sorted: what resolution depends on.
-    pub fn fingerprint_lines(&self) -> Vec<String> {
+    pub(crate) fn fingerprint_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self
             .coins
             .iter()
@@ -274,7 +267,7 @@ impl CoinIndex {
     }
 
     /// Hands over the coins and aliases the current file added (they are to be written).
-    pub fn take_pending(&mut self) -> (Vec<NewCoin>, Vec<(String, String)>) {
+    pub(crate) fn take_pending(&mut self) -> (Vec<NewCoin>, Vec<(String, String)>) {
         (
             std::mem::take(&mut self.pending_coins),
             std::mem::take(&mut self.pending_aliases),
@@ -283,14 +276,14 @@ impl CoinIndex {
 }
 
 /// Quote currencies whose prices are USD prices: the dollar and its stablecoins.
-pub const USD_QUOTES: &[&str] = &[
+pub(crate) const USD_QUOTES: &[&str] = &[
     "USDT", "USDC", "BUSD", "TUSD", "USDP", "FDUSD", "GUSD", "USD", "DAI", "PAX", "UST",
 ];
 
 /// An exchange pair as exchanges write it: `BTC/USDT`, `BTC-USD`, `BTC_USDT` or
 /// `BTCUSDT`, as (base, quote). A `/` always makes a pair; the other forms only with a
 /// USD quote (a coin's slug may contain a `-`).
-pub fn split_pair(reference: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_pair(reference: &str) -> Option<(&str, &str)> {
     if let Some((base, quote)) = reference.split_once('/') {
         return (!base.is_empty() && !quote.is_empty()).then_some((base, quote));
     }
@@ -304,7 +297,7 @@ pub fn split_pair(reference: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether a pair's quote currency is the dollar or a USD stablecoin.
-pub fn is_usd_quote(quote: &str) -> bool {
+pub(crate) fn is_usd_quote(quote: &str) -> bool {
     USD_QUOTES.iter().any(|q| q.eq_ignore_ascii_case(quote))
 }
 

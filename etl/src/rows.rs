@@ -5,6 +5,30 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+/// Rows per binary COPY statement (staging, direct loads, derived tables, rejects).
+pub(crate) const COPY_CHUNK: usize = 200_000;
+
+/// Copies `rows` (a slice of insertable rows) into `table` with binary COPY,
+/// [`COPY_CHUNK`] rows per statement; `?` returns the first error.
+macro_rules! copy_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        for chunk in $rows.chunks($crate::rows::COPY_CHUNK) {
+            diesel::copy_from($table)
+                .from_insertable(chunk)
+                .execute(&mut *$conn)?;
+        }
+    };
+}
+pub(crate) use copy_rows;
+
+coinflow_shared::text_enum! {
+    /// The side of a trade, as `trades.side` stores it.
+    pub(crate) enum Side {
+        Buy => "buy",
+        Sell => "sell",
+    }
+}
+
 diesel::table! {
     stg_coins (line) {
         line -> Int8,
@@ -86,97 +110,97 @@ diesel::table! {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_coins, treat_none_as_default_value = false)]
-pub struct CoinRow {
-    pub line: i64,
-    pub id: String,
-    pub symbol: String,
-    pub name: String,
-    pub cmc_id: Option<i64>,
+pub(crate) struct CoinRow {
+    pub(crate) line: i64,
+    pub(crate) id: String,
+    pub(crate) symbol: String,
+    pub(crate) name: String,
+    pub(crate) cmc_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_market, treat_none_as_default_value = false)]
-pub struct MarketRow {
-    pub line: i64,
-    pub coin_id: String,
-    pub ts: DateTime<Utc>,
-    pub price_usd: f64,
-    pub market_cap_usd: Option<f64>,
-    pub volume_24h_usd: Option<f64>,
+pub(crate) struct MarketRow {
+    pub(crate) line: i64,
+    pub(crate) coin_id: String,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) price_usd: f64,
+    pub(crate) market_cap_usd: Option<f64>,
+    pub(crate) volume_24h_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_rankings, treat_none_as_default_value = false)]
-pub struct RankingRow {
-    pub line: i64,
-    pub coin_id: String,
-    pub ts: DateTime<Utc>,
-    pub rank: i32,
-    pub volume_24h_usd: Option<f64>,
-    pub source: String,
+pub(crate) struct RankingRow {
+    pub(crate) line: i64,
+    pub(crate) coin_id: String,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) rank: i32,
+    pub(crate) volume_24h_usd: Option<f64>,
+    pub(crate) source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_candles, treat_none_as_default_value = false)]
-pub struct CandleRow {
-    pub line: i64,
-    pub coin_id: String,
-    pub ts: DateTime<Utc>,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume_usd: Option<f64>,
-    pub market_cap_usd: Option<f64>,
+pub(crate) struct CandleRow {
+    pub(crate) line: i64,
+    pub(crate) coin_id: String,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) open: f64,
+    pub(crate) high: f64,
+    pub(crate) low: f64,
+    pub(crate) close: f64,
+    pub(crate) volume_usd: Option<f64>,
+    pub(crate) market_cap_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_tickers, treat_none_as_default_value = false)]
-pub struct TickerRow {
-    pub line: i64,
-    pub coin_id: String,
-    pub exchange: String,
-    pub base: String,
-    pub target: String,
+pub(crate) struct TickerRow {
+    pub(crate) line: i64,
+    pub(crate) coin_id: String,
+    pub(crate) exchange: String,
+    pub(crate) base: String,
+    pub(crate) target: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_people, treat_none_as_default_value = false)]
-pub struct PersonRow {
-    pub line: i64,
-    pub person_id: i64,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub date_added: Option<DateTime<Utc>>,
+pub(crate) struct PersonRow {
+    pub(crate) line: i64,
+    pub(crate) person_id: i64,
+    pub(crate) first_name: String,
+    pub(crate) last_name: String,
+    pub(crate) email: String,
+    pub(crate) date_added: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = stg_trades, treat_none_as_default_value = false)]
-pub struct TradeRow {
-    pub line: i64,
-    pub person_id: i64,
-    pub ts: DateTime<Utc>,
-    pub coin_id: String,
-    pub side: String,
-    pub quantity: Option<f64>,
-    pub price: Option<f64>,
+pub(crate) struct TradeRow {
+    pub(crate) line: i64,
+    pub(crate) person_id: i64,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) coin_id: String,
+    pub(crate) side: Side,
+    pub(crate) quantity: Option<f64>,
+    pub(crate) price: Option<f64>,
 }
 
 /// A batch of validated rows of one file, flushed to staging when full.
 #[derive(Debug, Default)]
-pub struct Batch {
-    pub coins: Vec<CoinRow>,
-    pub market: Vec<MarketRow>,
-    pub rankings: Vec<RankingRow>,
-    pub candles: Vec<CandleRow>,
-    pub tickers: Vec<TickerRow>,
-    pub people: Vec<PersonRow>,
-    pub trades: Vec<TradeRow>,
+pub(crate) struct Batch {
+    pub(crate) coins: Vec<CoinRow>,
+    pub(crate) market: Vec<MarketRow>,
+    pub(crate) rankings: Vec<RankingRow>,
+    pub(crate) candles: Vec<CandleRow>,
+    pub(crate) tickers: Vec<TickerRow>,
+    pub(crate) people: Vec<PersonRow>,
+    pub(crate) trades: Vec<TradeRow>,
 }
 
 impl Batch {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.coins.len()
             + self.market.len()
             + self.rankings.len()
@@ -186,27 +210,17 @@ impl Batch {
             + self.trades.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.coins.clear();
-        self.market.clear();
-        self.rankings.clear();
-        self.candles.clear();
-        self.tickers.clear();
-        self.people.clear();
-        self.trades.clear();
     }
 }
 
 /// A row that could not be used, with the first failing column.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub line: i64,
-    pub column: Option<String>,
-    pub raw_value: Option<String>,
-    pub reason: String,
-    pub raw_line: String,
+pub(crate) struct Rejection {
+    pub(crate) line: i64,
+    pub(crate) column: Option<String>,
+    pub(crate) raw_value: Option<String>,
+    pub(crate) reason: String,
+    pub(crate) raw_line: String,
 }

@@ -8,14 +8,14 @@
 
 use polars::prelude::*;
 
-pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// As-of join of price snapshots with the ranking source: for each snapshot
 /// (`coin_id`, `ts`), the latest ranking of the same coin at or before `ts` and at most
 /// `tolerance_us` older. Input: snapshots(coin_id, ts), rankings(coin_id, ts, rank,
 /// source). Output: (coin_id, ts, rank, rank_source), one row per snapshot, rank null
 /// where nothing matched.
-pub fn market_ranks(
+pub(crate) fn market_ranks(
     snapshots: DataFrame,
     rankings: DataFrame,
     tolerance_us: i64,
@@ -55,7 +55,7 @@ pub fn market_ranks(
 /// volume) and candles(coin_id, ts, open, high, low, close, volume, market_cap).
 /// Output: (coin_id, day, open, high, low, close, avg_price, max_market_cap_usd,
 /// last_volume_usd, samples, source); candles win over snapshots for the same coin-day.
-pub fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataFrame> {
     let sort = SortMultipleOptions::default();
     let day = (col("ts") - col("ts") % lit(MICROS_PER_DAY)) / lit(MICROS_PER_DAY);
     let from_market = market
@@ -114,7 +114,7 @@ pub fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataFrame> {
 /// and [`daily_from_partials`] combines the partials of every slice into daily rows
 /// shaped like [`daily`]'s. A coin-day split over several slices (or files) comes out
 /// as if its snapshots had been aggregated together.
-pub fn daily_partials(market: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn daily_partials(market: DataFrame) -> PolarsResult<DataFrame> {
     let day = (col("ts") - col("ts") % lit(MICROS_PER_DAY)) / lit(MICROS_PER_DAY);
     market
         .lazy()
@@ -138,7 +138,7 @@ pub fn daily_partials(market: DataFrame) -> PolarsResult<DataFrame> {
 
 /// Combines [`daily_partials`] outputs (concatenated) into daily rows: the open of the
 /// partial that starts first, the close and last volume of the one that ends last.
-pub fn daily_from_partials(partials: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn daily_from_partials(partials: DataFrame) -> PolarsResult<DataFrame> {
     let by_end = |c: &str| {
         col(c)
             .sort_by([col("last_ts")], SortMultipleOptions::default())
@@ -169,7 +169,7 @@ pub fn daily_from_partials(partials: DataFrame) -> PolarsResult<DataFrame> {
 
 /// Sorted unique exchange ids per coin. Input: tickers(coin_id, exchange). Output:
 /// (coin_id, exchange) unique, sorted by both; the caller folds it into lists.
-pub fn coin_exchanges(tickers: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn coin_exchanges(tickers: DataFrame) -> PolarsResult<DataFrame> {
     tickers
         .lazy()
         .select([col("coin_id"), col("exchange")])
@@ -182,7 +182,7 @@ pub fn coin_exchanges(tickers: DataFrame) -> PolarsResult<DataFrame> {
 /// order (`seq`); people without trades are kept. Input: people(person_id, first_name,
 /// last_name, email, date_added) and trades(person_id, seq, ts, coin_id, side,
 /// quantity, price). Output: people's columns plus last_trade_* and trade_count.
-pub fn traders(people: DataFrame, trades: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn traders(people: DataFrame, trades: DataFrame) -> PolarsResult<DataFrame> {
     let sort = SortMultipleOptions::default();
     let latest = trades
         .lazy()
@@ -208,7 +208,7 @@ pub fn traders(people: DataFrame, trades: DataFrame) -> PolarsResult<DataFrame> 
 /// subtract), trade count, average buy price (quantity-weighted, over buys with a
 /// price) and the market value at the coin's latest known price. Input:
 /// trades(person_id, coin_id, side, quantity, price), prices(coin_id, price).
-pub fn positions(trades: DataFrame, prices: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn positions(trades: DataFrame, prices: DataFrame) -> PolarsResult<DataFrame> {
     let sort = SortMultipleOptions::default();
     let is_buy = col("side").eq(lit("buy"));
     let priced_buy = is_buy.clone().and(col("price").is_not_null());

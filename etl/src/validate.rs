@@ -5,7 +5,8 @@
 
 use crate::resolve::{is_usd_quote, split_pair, CoinIndex, ListingCoin, Resolution};
 use crate::rows::{
-    Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, TickerRow, TradeRow,
+    Batch, CandleRow, CoinRow, MarketRow, PersonRow, RankingRow, Rejection, Side, TickerRow,
+    TradeRow,
 };
 use crate::values::{self, DateOrder, Micros, ValueError};
 use coinflow_shared::dataset::{CoinSource, Column, Dataset, Detected};
@@ -13,41 +14,42 @@ use csv::ByteRecord;
 use std::collections::HashSet;
 
 /// Reject reasons, as stored in `etl_rejects.reason`.
-pub mod reason {
-    pub const UNPARSABLE: &str = "unparsable value";
-    pub const MISSING: &str = "missing required value";
-    pub const PRICE_NOT_POSITIVE: &str = "price <= 0";
-    pub const NEGATIVE_MARKET_CAP: &str = "negative market cap";
-    pub const NEGATIVE_VOLUME: &str = "negative volume";
-    pub const NEGATIVE_QUANTITY: &str = "negative quantity";
-    pub const HIGH_BELOW_LOW: &str = "high < low";
-    pub const UNKNOWN_COIN: &str = "unknown coin";
-    pub const AMBIGUOUS_SYMBOL: &str = "ambiguous symbol";
-    pub const AMBIGUOUS_DATE_ORDER: &str = "ambiguous date order";
-    pub const WRONG_FIELD_COUNT: &str = "wrong field count";
-    pub const INVALID_UTF8: &str = "invalid UTF-8";
-    pub const RANK_NOT_POSITIVE: &str = "rank <= 0";
-    pub const UNKNOWN_PERSON: &str = "unknown person";
-    pub const INVALID_SIDE: &str = "invalid side";
+pub(crate) mod reason {
+    pub(crate) const UNPARSABLE: &str = "unparsable value";
+    pub(crate) const MISSING: &str = "missing required value";
+    pub(crate) const PRICE_NOT_POSITIVE: &str = "price <= 0";
+    pub(crate) const NEGATIVE_MARKET_CAP: &str = "negative market cap";
+    pub(crate) const NEGATIVE_VOLUME: &str = "negative volume";
+    pub(crate) const NEGATIVE_QUANTITY: &str = "negative quantity";
+    pub(crate) const HIGH_BELOW_LOW: &str = "high < low";
+    pub(crate) const UNKNOWN_COIN: &str = "unknown coin";
+    pub(crate) const AMBIGUOUS_SYMBOL: &str = "ambiguous symbol";
+    pub(crate) const AMBIGUOUS_DATE_ORDER: &str = "ambiguous date order";
+    pub(crate) const WRONG_FIELD_COUNT: &str = "wrong field count";
+    pub(crate) const INVALID_UTF8: &str = "invalid UTF-8";
+    pub(crate) const RANK_NOT_POSITIVE: &str = "rank <= 0";
+    pub(crate) const UNKNOWN_PERSON: &str = "unknown person";
+    pub(crate) const INVALID_SIDE: &str = "invalid side";
     /// A later line with an earlier line's key and other values (the first is kept).
-    pub const PAIR_NOT_IN_USD: &str =
+    pub(crate) const PAIR_NOT_IN_USD: &str =
         "exchange pair not quoted in USD or a USD stablecoin: its prices are not USD prices";
-    pub const CONFLICTING_DUPLICATE: &str = "conflicting duplicate key";
-    pub const TIMESTAMP_OUT_OF_RANGE: &str = "timestamp out of range (1970-01-01 to 9999-12-31)";
+    pub(crate) const CONFLICTING_DUPLICATE: &str = "conflicting duplicate key";
+    pub(crate) const TIMESTAMP_OUT_OF_RANGE: &str =
+        "timestamp out of range (1970-01-01 to 9999-12-31)";
 }
 
 /// The in-memory state validation resolves against: known coins and people (database
 /// plus this run).
 #[derive(Debug, Default, Clone)]
-pub struct Known {
-    pub coins: CoinIndex,
-    pub people: HashSet<i64>,
+pub(crate) struct Known {
+    pub(crate) coins: CoinIndex,
+    pub(crate) people: HashSet<i64>,
 }
 
 impl Known {
     /// A digest of everything rows are resolved against (coins, aliases, people): a file
     /// set aside against one fingerprint is judged the same way until it changes.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         for line in self.coins.fingerprint_lines() {
@@ -68,7 +70,7 @@ impl Known {
 }
 
 /// Validates the records of one file.
-pub struct Validator {
+pub(crate) struct Validator {
     detected: Detected,
     header: Vec<String>,
     timestamp_order: DateOrder,
@@ -78,10 +80,10 @@ pub struct Validator {
     /// column leaves the list at its first value that is not a number.
     extra_numbers: Vec<(usize, bool)>,
     /// Market caps and volumes of exactly 0 stored as missing.
-    pub zeroed: u64,
+    pub(crate) zeroed: u64,
     /// (line, count) of the valid rows that had such zeroes: a merge counts them only
     /// for the rows it stores.
-    pub zeroed_lines: Vec<(i64, i64)>,
+    pub(crate) zeroed_lines: Vec<(i64, i64)>,
 }
 
 struct Fail {
@@ -97,7 +99,7 @@ fn fail(column: usize, reason: &'static str) -> Fail {
 }
 
 impl Validator {
-    pub fn new(
+    pub(crate) fn new(
         detected: Detected,
         header: Vec<String>,
         timestamp_order: DateOrder,
@@ -123,18 +125,18 @@ impl Validator {
         }
     }
 
-    pub fn dataset(&self) -> Dataset {
+    pub(crate) fn dataset(&self) -> Dataset {
         self.detected.dataset
     }
 
     /// Header cells the dataset does not use, as written.
-    pub fn extra_columns(&self) -> &[String] {
+    pub(crate) fn extra_columns(&self) -> &[String] {
         &self.detected.extra
     }
 
     /// The extra columns whose every value so far is a number (or missing): data the
     /// user may have expected to load.
-    pub fn numeric_extra_columns(&self) -> Vec<String> {
+    pub(crate) fn numeric_extra_columns(&self) -> Vec<String> {
         self.extra_numbers
             .iter()
             .filter(|(_, seen)| *seen)
@@ -143,7 +145,7 @@ impl Validator {
     }
 
     /// Validates one record (1-based `line` of its first physical line) into `batch`.
-    pub fn validate(
+    pub(crate) fn validate(
         &mut self,
         known: &mut Known,
         line: i64,
@@ -372,9 +374,11 @@ impl Validator {
                 let person_id = row.required_integer(Column::PersonId)?;
                 let ts = row.ts(Column::Timestamp)?;
                 let side = match row.optional_text(Column::Side).map(str::to_ascii_lowercase) {
-                    None => "buy".to_string(),
-                    Some(s) if s == "buy" || s == "sell" => s,
-                    Some(_) => return Err(fail(row.index(Column::Side), reason::INVALID_SIDE)),
+                    None => Side::Buy,
+                    Some(s) => match s.parse() {
+                        Ok(side) => side,
+                        Err(_) => return Err(fail(row.index(Column::Side), reason::INVALID_SIDE)),
+                    },
                 };
                 let quantity = match row.number(Column::Quantity, false)? {
                     Some(q) if q < 0.0 => {
@@ -413,7 +417,7 @@ impl Validator {
 
 /// Whether rows of a file may bring their own coin: price histories (candles,
 /// markets) that name the coin by symbol and name.
-pub fn may_infer_coins(detected: &Detected) -> bool {
+pub(crate) fn may_infer_coins(detected: &Detected) -> bool {
     matches!(detected.dataset, Dataset::Candles | Dataset::Markets)
         && detected.index(Column::Symbol).is_some()
         && detected.index(Column::Name).is_some()
@@ -614,7 +618,7 @@ impl<'a> Fields<'a> {
 }
 
 /// The record as a CSV line (fields re-quoted where needed; invalid UTF-8 replaced).
-pub fn raw_line(record: &ByteRecord) -> String {
+pub(crate) fn raw_line(record: &ByteRecord) -> String {
     let mut out = String::new();
     for (i, field) in record.iter().enumerate() {
         if i > 0 {
@@ -630,4 +634,269 @@ pub fn raw_line(record: &ByteRecord) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coinflow_shared::dataset::detect;
+
+    const MARKETS: &str = "coin_id,timestamp,price,market_cap,volume_24h";
+    const CANDLES: &str = "coin,date,open,high,low,close";
+    const RANKINGS: &str = "coin_id,timestamp,rank";
+    const PEOPLE: &str = "person_id,first_name,last_name,email,date_added";
+    const TRADES: &str = "person_id,timestamp,coin_id,side,quantity,price";
+
+    fn known() -> Known {
+        let mut known = Known::default();
+        known.coins.insert_known("bitcoin", "BTC", "Bitcoin");
+        known.coins.insert_known("thorchain", "RUNE", "THORChain");
+        known.coins.insert_known("rune-token", "RUNE", "Rune Token");
+        known.people.insert(1);
+        known
+    }
+
+    /// Validates `row` as line 2 of a file `file` with `header`, in month-first order.
+    fn check(header: &str, file: &str, row: &str) -> (Batch, Result<(), Rejection>) {
+        check_in(header, file, row, DateOrder::MonthFirst)
+    }
+
+    fn check_in(
+        header: &str,
+        file: &str,
+        row: &str,
+        order: DateOrder,
+    ) -> (Batch, Result<(), Rejection>) {
+        let cells: Vec<String> = header.split(',').map(str::to_string).collect();
+        let names: Vec<&str> = cells.iter().map(String::as_str).collect();
+        let detected = detect(&names, file).expect("a recognised header");
+        let mut validator = Validator::new(detected, cells, order, order);
+        let record = ByteRecord::from(row.split(',').collect::<Vec<_>>());
+        let mut batch = Batch::default();
+        let outcome = validator.validate(&mut known(), 2, &record, &mut batch);
+        (batch, outcome)
+    }
+
+    /// The (column, reason) a row is rejected with.
+    fn rejected(header: &str, file: &str, row: &str) -> (Option<String>, String) {
+        match check(header, file, row).1 {
+            Err(r) => (r.column, r.reason),
+            Ok(()) => panic!("{row} should be rejected"),
+        }
+    }
+
+    fn because(column: &str, reason: &str) -> (Option<String>, String) {
+        (Some(column.to_string()), reason.to_string())
+    }
+
+    #[test]
+    fn a_valid_snapshot_becomes_a_market_row() {
+        let (batch, outcome) = check(MARKETS, "markets.csv", "BTC,2021-02-01,30000.5,0,10");
+        assert_eq!(outcome, Ok(()));
+        let row = &batch.market[0];
+        assert_eq!((row.line, row.coin_id.as_str()), (2, "bitcoin"));
+        assert_eq!(row.price_usd, 30000.5);
+        // A market cap of exactly 0 is stored as missing.
+        assert_eq!((row.market_cap_usd, row.volume_24h_usd), (None, Some(10.0)));
+    }
+
+    #[test]
+    fn missing_required_value_is_rejected() {
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "bitcoin,2021-02-01,,1,1"),
+            because("price", reason::MISSING)
+        );
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", ",2021-02-01,1,1,1"),
+            because("coin_id", reason::MISSING)
+        );
+    }
+
+    #[test]
+    fn unparsable_number_is_rejected() {
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "bitcoin,2021-02-01,abc,1,1"),
+            because("price", reason::UNPARSABLE)
+        );
+    }
+
+    #[test]
+    fn unparsable_timestamp_is_rejected() {
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "bitcoin,yesterday,1,1,1"),
+            because("timestamp", reason::UNPARSABLE)
+        );
+    }
+
+    #[test]
+    fn timestamp_before_1970_is_out_of_range() {
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "bitcoin,1969-12-31,1,1,1"),
+            because("timestamp", reason::TIMESTAMP_OUT_OF_RANGE)
+        );
+    }
+
+    #[test]
+    fn slash_dates_follow_the_date_order() {
+        let (month_first, _) = check(MARKETS, "markets.csv", "bitcoin,02/01/2021,1,1,1");
+        let (day_first, _) = check_in(
+            MARKETS,
+            "markets.csv",
+            "bitcoin,02/01/2021,1,1,1",
+            DateOrder::DayFirst,
+        );
+        assert_eq!(
+            month_first.market[0].ts.to_rfc3339(),
+            "2021-02-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            day_first.market[0].ts.to_rfc3339(),
+            "2021-01-02T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn price_must_be_positive() {
+        for price in ["0", "-79.1"] {
+            assert_eq!(
+                rejected(
+                    MARKETS,
+                    "markets.csv",
+                    &format!("bitcoin,2021-02-01,{price},1,1")
+                ),
+                because("price", reason::PRICE_NOT_POSITIVE)
+            );
+        }
+    }
+
+    #[test]
+    fn negative_market_cap_and_volume_are_rejected() {
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "bitcoin,2021-02-01,1,-1,1"),
+            because("market_cap", reason::NEGATIVE_MARKET_CAP)
+        );
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "bitcoin,2021-02-01,1,1,-5"),
+            because("volume_24h", reason::NEGATIVE_VOLUME)
+        );
+    }
+
+    #[test]
+    fn coins_resolve_by_id_or_symbol() {
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "nocoin,2021-02-01,1,1,1"),
+            because("coin_id", reason::UNKNOWN_COIN)
+        );
+        assert_eq!(
+            rejected(MARKETS, "markets.csv", "RUNE,2021-02-01,1,1,1"),
+            because("coin_id", reason::AMBIGUOUS_SYMBOL)
+        );
+    }
+
+    #[test]
+    fn wrong_field_count_is_rejected_whole() {
+        let (_, outcome) = check(MARKETS, "markets.csv", "bitcoin,2021-02-01,1,1");
+        let rejection = outcome.expect_err("four fields of five");
+        assert_eq!(rejection.column, None);
+        assert_eq!(
+            rejection.reason,
+            format!("{} (expected 5, found 4)", reason::WRONG_FIELD_COUNT)
+        );
+        assert_eq!(rejection.raw_line, "bitcoin,2021-02-01,1,1");
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        let cells: Vec<String> = MARKETS.split(',').map(str::to_string).collect();
+        let names: Vec<&str> = cells.iter().map(String::as_str).collect();
+        let detected = detect(&names, "markets.csv").expect("markets");
+        let mut validator = Validator::new(
+            detected,
+            cells,
+            DateOrder::MonthFirst,
+            DateOrder::MonthFirst,
+        );
+        let record = ByteRecord::from(vec![&b"bitcoin"[..], b"2021-02-01", b"\xff", b"1", b"1"]);
+        let outcome = validator.validate(&mut known(), 2, &record, &mut Batch::default());
+        let rejection = outcome.expect_err("a price that is not UTF-8");
+        assert_eq!(
+            (rejection.column.as_deref(), rejection.reason.as_str()),
+            (Some("price"), reason::INVALID_UTF8)
+        );
+    }
+
+    #[test]
+    fn high_below_low_is_rejected() {
+        assert_eq!(
+            rejected(CANDLES, "candles.csv", "bitcoin,2021-02-01,2,1,3,2").1,
+            reason::HIGH_BELOW_LOW
+        );
+    }
+
+    #[test]
+    fn rank_must_be_positive() {
+        assert_eq!(
+            rejected(RANKINGS, "rankings.csv", "bitcoin,2021-02-01,0"),
+            because("rank", reason::RANK_NOT_POSITIVE)
+        );
+    }
+
+    #[test]
+    fn trades_need_a_known_person_and_a_side() {
+        assert_eq!(
+            rejected(TRADES, "trades.csv", "2,2021-02-01,bitcoin,buy,1,1"),
+            because("person_id", reason::UNKNOWN_PERSON)
+        );
+        assert_eq!(
+            rejected(TRADES, "trades.csv", "1,2021-02-01,bitcoin,hold,1,1"),
+            because("side", reason::INVALID_SIDE)
+        );
+        assert_eq!(
+            rejected(TRADES, "trades.csv", "1,2021-02-01,bitcoin,sell,-1,1"),
+            because("quantity", reason::NEGATIVE_QUANTITY)
+        );
+    }
+
+    #[test]
+    fn a_trade_side_is_read_in_any_case_and_defaults_to_buy() {
+        let (batch, outcome) = check(TRADES, "trades.csv", "1,2021-02-01,bitcoin,SELL,1,1");
+        assert_eq!((outcome, batch.trades[0].side), (Ok(()), Side::Sell));
+        let (batch, outcome) = check(TRADES, "trades.csv", "1,2021-02-01,bitcoin,,1,1");
+        assert_eq!((outcome, batch.trades[0].side), (Ok(()), Side::Buy));
+    }
+
+    #[test]
+    fn people_date_added_is_optional() {
+        let (batch, outcome) = check(PEOPLE, "people.csv", "2,Alan,Turing,alan@x.org,");
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(batch.people[0].date_added, None);
+        assert_eq!(
+            rejected(PEOPLE, "people.csv", "x,Alan,Turing,alan@x.org,").0,
+            Some("person_id".to_string())
+        );
+    }
+
+    #[test]
+    fn a_coin_list_row_is_known_to_later_rows() {
+        let cells: Vec<String> = ["id", "symbol", "name"].map(str::to_string).to_vec();
+        let detected = detect(&["id", "symbol", "name"], "coins.csv").expect("coins");
+        let mut validator = Validator::new(
+            detected,
+            cells,
+            DateOrder::MonthFirst,
+            DateOrder::MonthFirst,
+        );
+        let mut known = Known::default();
+        let record = ByteRecord::from(vec!["solana", "SOL", "Solana"]);
+        let mut batch = Batch::default();
+        assert_eq!(
+            validator.validate(&mut known, 2, &record, &mut batch),
+            Ok(())
+        );
+        assert_eq!(batch.coins[0].id, "solana");
+        assert!(matches!(
+            known.coins.resolve("SOL", None, None),
+            Resolution::Found(id) if id == "solana"
+        ));
+    }
 }

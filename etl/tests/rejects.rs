@@ -27,7 +27,7 @@ fn markets_with(bad_row: &str) -> (Fixture, RunReportLite) {
     let lite = RunReportLite {
         loaded: file.loaded,
         rejected: file.rejected,
-        status: file.status.clone(),
+        status: file.status.to_string(),
     };
     (fx, lite)
 }

@@ -7,6 +7,7 @@
 //! - [`config`]: settings from the environment (and `.env`).
 //! - [`logging`]: log4rs set-up from the committed YAML file.
 //! - [`dataset`]: the registry of input datasets and served datasets.
+//! - [`ledger`]: run and file statuses and `data_versions` keys, stored as text.
 //! - [`instant`]: the range of instants the warehouse holds (ETL and API alike).
 //! - `testdb` (feature `testdb`, tests only): a throwaway, migrated database per test.
 
@@ -15,6 +16,7 @@ pub mod cursor;
 pub mod dataset;
 pub mod db;
 pub mod instant;
+pub mod ledger;
 pub mod logging;
 pub mod models;
 pub mod schema;

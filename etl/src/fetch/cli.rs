@@ -30,7 +30,7 @@ pub struct FetchArgs {
     #[arg(long)]
     pub requested: bool,
     /// tickers --requested: how old a coin's last tickers fetch may be.
-    #[arg(long, default_value = "24h", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = crate::options::parse_duration)]
     pub max_age: Duration,
     /// toplist: how many coins to rank.
     #[arg(long, default_value_t = 100)]

@@ -200,7 +200,7 @@ impl Source {
                 })?;
         }
         if let Some(v) = set(env, "FETCH_TIMEOUT") {
-            config.timeout = crate::parse_duration(&v)
+            config.timeout = crate::options::parse_duration(&v)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {

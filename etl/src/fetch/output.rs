@@ -7,16 +7,13 @@
 
 use crate::report::RunReport;
 use chrono::{DateTime, Utc};
+use coinflow_shared::ledger::FileStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The folder (under the data directory) that fetches write to.
-pub const FETCHED_DIR: &str = "fetched";
-/// The folder (under [`FETCHED_DIR`]) that loaded fetched files are moved to; the ETL's
-/// scan skips it.
-pub const ARCHIVE_DIR: &str = "loaded";
+pub use crate::extract::{ARCHIVE_DIR, FETCHED_DIR};
 /// The two columns every fetched row ends with: where in the response it came from.
 pub const ORIGIN_COLUMNS: [&str; 2] = ["fetch_page", "fetch_item"];
 
@@ -191,7 +188,7 @@ pub fn archive_loaded(data_dir: &Path, report: &RunReport) -> io::Result<Vec<Pat
     let prefix = format!("{FETCHED_DIR}/");
     let mut moved = Vec::new();
     for file in &report.files {
-        let done = matches!(file.status.as_str(), "loaded" | "skipped");
+        let done = matches!(file.status, FileStatus::Loaded | FileStatus::Skipped);
         let Some(rest) = file.path.strip_prefix(&prefix) else {
             continue;
         };

@@ -9,6 +9,7 @@
 use super::output::{self, ARCHIVE_DIR, FETCHED_DIR};
 use super::{FetchError, Source};
 use chrono::{DateTime, Utc};
+use coinflow_shared::ledger::FileStatus;
 use coinflow_shared::schema::{etl_files, task_results};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -63,7 +64,7 @@ pub fn requested_coins(
         .map_err(db)?;
     let prefix = format!("{FETCHED_DIR}/{}/tickers-%", Source::CoinGecko.name());
     let mut names: Vec<String> = etl_files::table
-        .filter(etl_files::status.eq("loaded"))
+        .filter(etl_files::status.eq(FileStatus::Loaded))
         .filter(etl_files::path.like(prefix))
         .select(etl_files::path)
         .load(conn)

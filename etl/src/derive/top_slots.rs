@@ -12,7 +12,7 @@
 //! when any did (the API's `/top` cache follows it) and refreshes the planner statistics.
 //! Never reads the rows into the process: the work stays in the database.
 
-use crate::refresh::{sync_sql, temp_table, Count, RefreshError, COIN_BATCH};
+use super::{sync_sql, temp_table, Count, RefreshError, COIN_BATCH};
 use chrono::{DateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -64,7 +64,7 @@ struct Stored {
 
 /// Recomputes the slots of `coins` that this run's writes can have changed; returns how
 /// many slot rows were written or removed.
-pub fn refresh_slots(conn: &mut PgConnection, coins: &[String]) -> Result<i64, RefreshError> {
+pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, RefreshError> {
     if coins.is_empty() {
         return Ok(0);
     }

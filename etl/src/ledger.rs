@@ -1,0 +1,275 @@
+//! The ledger: what the ETL knows of its own runs. Writes `etl_runs` (a run starts,
+//! finishes or is found abandoned), `etl_files` (one row per file a run evaluated) and
+//! `etl_rejects` (one copy per file content and line), bumps `data_versions` for what a
+//! run changed, and reads back what reruns decide by (the contents already loaded, the
+//! latest evaluation of a content). Everything but `start_run`, `mark_abandoned` and a
+//! failed run's `finish_run` commits in the run's transaction, with its data. Never
+//! writes warehouse data.
+
+use crate::extract::InputFile;
+use crate::report::FileReport;
+use crate::rows::{Rejection, COPY_CHUNK};
+use coinflow_shared::dataset::Dataset;
+use coinflow_shared::ledger::{FileStatus, RunStatus, Versioned};
+use coinflow_shared::models::Counts;
+use coinflow_shared::schema::{etl_files, etl_rejects, etl_runs};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use std::collections::BTreeSet;
+
+#[derive(Insertable)]
+#[diesel(table_name = etl_rejects, treat_none_as_default_value = false)]
+struct NewReject<'a> {
+    run_id: i64,
+    file: &'a str,
+    line: i64,
+    column_name: Option<&'a str>,
+    raw_value: Option<&'a str>,
+    reason: &'a str,
+    raw_line: &'a str,
+}
+
+/// Stores the rejects of one evaluation of a file, keeping one copy per (file content,
+/// line): a line already stored for the same content (by an earlier run, or by a copy of
+/// the file elsewhere in the directory) is not stored again, and a stored line that this
+/// evaluation no longer rejects (its coin is known now, say) is removed, since its row is
+/// now loaded or counted as set aside. `evaluated_before` says whether the ledger holds
+/// this content already; when it does not, there is nothing to compare with. Returns
+/// whether `etl_rejects` changed.
+pub(crate) fn store_rejects(
+    conn: &mut PgConnection,
+    run_id: i64,
+    file: &str,
+    sha256: &str,
+    rejects: &[Rejection],
+    evaluated_before: bool,
+) -> QueryResult<bool> {
+    let mut changed = false;
+    let mut stored = std::collections::HashSet::new();
+    if evaluated_before {
+        let lines: Vec<i64> = rejects.iter().map(|r| r.line).collect();
+        changed |= diesel::sql_query(
+            "DELETE FROM etl_rejects r USING etl_files f \
+             WHERE f.run_id = r.run_id AND f.path = r.file AND f.sha256 = $1 \
+               AND NOT (r.line = ANY($2))",
+        )
+        .bind::<Text, _>(sha256)
+        .bind::<diesel::sql_types::Array<BigInt>, _>(&lines)
+        .execute(conn)?
+            > 0;
+        #[derive(QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = BigInt)]
+            line: i64,
+        }
+        let found: Vec<Line> = diesel::sql_query(
+            "SELECT r.line FROM etl_rejects r JOIN etl_files f \
+               ON f.run_id = r.run_id AND f.path = r.file WHERE f.sha256 = $1",
+        )
+        .bind::<Text, _>(sha256)
+        .load(conn)?;
+        stored.extend(found.into_iter().map(|l| l.line));
+    }
+    let fresh: Vec<&Rejection> = rejects
+        .iter()
+        .filter(|r| !stored.contains(&r.line))
+        .collect();
+    for chunk in fresh.chunks(COPY_CHUNK) {
+        let rows: Vec<NewReject<'_>> = chunk
+            .iter()
+            .map(|r| NewReject {
+                run_id,
+                file,
+                line: r.line,
+                column_name: r.column.as_deref(),
+                raw_value: r.raw_value.as_deref(),
+                reason: &r.reason,
+                raw_line: &r.raw_line,
+            })
+            .collect();
+        diesel::copy_from(etl_rejects::table)
+            .from_insertable(&rows)
+            .execute(conn)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// The latest evaluation of a file's content recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub(crate) struct Evaluation {
+    pub(crate) run_id: i64,
+    pub(crate) status: FileStatus,
+    pub(crate) reason: Option<String>,
+    pub(crate) counts: Counts,
+    pub(crate) coin_list: Option<String>,
+}
+
+/// Words that mark the reason of a set-aside file that was not read again.
+const NOT_READ_AGAIN: &str = "; unchanged since run";
+
+impl Evaluation {
+    /// The report of a file whose content was set aside by its latest evaluation, when the
+    /// coins and people it was judged against are unchanged: judging it again would give
+    /// the same verdict (and store the same rejects again), so it is not read.
+    pub(crate) fn still_set_aside(&self, judged_against: &str) -> Option<FileReport> {
+        if self.status != FileStatus::SetAside || self.coin_list.as_deref() != Some(judged_against)
+        {
+            return None;
+        }
+        let original = self.reason.as_deref().unwrap_or("set aside");
+        let original = original.split(NOT_READ_AGAIN).next().unwrap_or(original);
+        Some(FileReport {
+            status: FileStatus::SetAside,
+            reason: Some(format!(
+                "{original}{NOT_READ_AGAIN} {} set it aside, and so are the coins, people \
+                 and budget it was judged against: not read again (--force re-evaluates it)",
+                self.run_id
+            )),
+            counts: self.counts,
+            ..FileReport::default()
+        })
+    }
+}
+
+/// The latest evaluation of the content `sha256` (of a recognised file), if any.
+pub(crate) fn last_evaluation(
+    conn: &mut PgConnection,
+    sha256: &str,
+) -> QueryResult<Option<Evaluation>> {
+    etl_files::table
+        .filter(etl_files::sha256.eq(sha256))
+        .filter(etl_files::dataset.is_not_null())
+        .order((etl_files::run_id.desc(), etl_files::id.desc()))
+        .select((
+            etl_files::run_id,
+            etl_files::status,
+            etl_files::reason,
+            Counts::as_select(),
+            etl_files::coin_list,
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// Marks runs left `running` by a process that no longer holds the lock. Call with the
+/// lock held: then no other run can be live.
+pub(crate) fn mark_abandoned(conn: &mut PgConnection) -> QueryResult<usize> {
+    diesel::update(etl_runs::table.filter(etl_runs::status.eq(RunStatus::Running)))
+        .set((
+            etl_runs::status.eq(RunStatus::Abandoned),
+            etl_runs::finished_at.eq(diesel::dsl::now),
+            etl_runs::message.eq("the process ended without finishing the run"),
+        ))
+        .execute(conn)
+}
+
+/// Registers a run (committed on its own, so a crash leaves a `running` row behind).
+pub(crate) fn start_run(conn: &mut PgConnection, data_dir: &str) -> QueryResult<i64> {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    diesel::insert_into(etl_runs::table)
+        .values((
+            etl_runs::status.eq(RunStatus::Running),
+            etl_runs::pid.eq(std::process::id() as i32),
+            etl_runs::host.eq(host),
+            etl_runs::data_dir.eq(data_dir),
+        ))
+        .returning(etl_runs::id)
+        .get_result(conn)
+}
+
+/// Records how a run ended, with its summary (the run report, or its error).
+pub(crate) fn finish_run(
+    conn: &mut PgConnection,
+    run_id: i64,
+    status: RunStatus,
+    message: Option<&str>,
+    summary: &serde_json::Value,
+) -> QueryResult<()> {
+    // now() would be the transaction's start: the run's data commits with this update.
+    let clock = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
+        "clock_timestamp()",
+    );
+    diesel::update(etl_runs::table.find(run_id))
+        .set((
+            etl_runs::status.eq(status),
+            etl_runs::finished_at.eq(clock),
+            etl_runs::message.eq(message),
+            etl_runs::summary.eq(summary),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The sha256 of every file already loaded.
+pub(crate) fn loaded_hashes(conn: &mut PgConnection) -> QueryResult<BTreeSet<String>> {
+    etl_files::table
+        .filter(etl_files::status.eq(FileStatus::Loaded))
+        .select(etl_files::sha256)
+        .distinct()
+        .load::<String>(conn)
+        .map(|v| v.into_iter().collect())
+}
+
+/// A file's ledger row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = etl_files, treat_none_as_default_value = false)]
+struct NewEtlFile<'a> {
+    run_id: i64,
+    path: &'a str,
+    sha256: &'a str,
+    dataset: Option<&'static str>,
+    size_bytes: i64,
+    status: FileStatus,
+    reason: Option<&'a str>,
+    #[diesel(embed)]
+    counts: Counts,
+    seconds: f64,
+    /// For a set-aside file: [`crate::validate::Known::fingerprint`] of what it was
+    /// judged against.
+    coin_list: Option<String>,
+}
+
+/// Records a file's outcome in the ledger (`etl_files`).
+pub(crate) fn record_file(
+    conn: &mut PgConnection,
+    run_id: i64,
+    file: &InputFile,
+    dataset: Option<Dataset>,
+    r: &FileReport,
+    coin_list: Option<String>,
+) -> QueryResult<()> {
+    diesel::insert_into(etl_files::table)
+        .values(&NewEtlFile {
+            run_id,
+            path: &file.name,
+            sha256: &file.sha256,
+            dataset: dataset.map(Dataset::name),
+            size_bytes: file.size as i64,
+            status: r.status,
+            reason: r.reason.as_deref(),
+            counts: r.counts,
+            seconds: r.seconds,
+            coin_list,
+        })
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Bumps the data version of each served dataset a run changed.
+pub(crate) fn bump_versions(conn: &mut PgConnection, datasets: &[Versioned]) -> QueryResult<()> {
+    use coinflow_shared::schema::data_versions::dsl as dv;
+    if datasets.is_empty() {
+        return Ok(());
+    }
+    diesel::update(dv::data_versions.filter(dv::dataset.eq_any(datasets)))
+        .set((
+            dv::version.eq(dv::version + 1),
+            dv::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
