@@ -380,7 +380,7 @@ fn refresh_derived(
     state: RunState,
 ) -> Result<Vec<Versioned>, EtlError> {
     let daily_deferred = match state.bulk {
-        Some(bulk) => Some(bulk.finish(conn)?),
+        Some(bulk) => bulk.finish(conn)?,
         None => None,
     };
     let refresh_started = Instant::now();

@@ -581,3 +581,88 @@ fn check_needs_no_database() {
     let m = file(&report, "m.csv");
     assert_eq!((m.read, m.loaded, m.rejected), (2, 1, 1));
 }
+
+/// A run larger than what `market` stores loads around the readers: no ACCESS EXCLUSIVE
+/// lock on a table the API reads, and a reader that gives up on any lock after 50 ms
+/// reads the committed rows throughout (issue: reads never wait for a load).
+#[test]
+fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    let hourly = |from: i64, rows: i64| {
+        let mut csv = String::from("coin_id,timestamp,price,market_cap\n");
+        for coin in ["bitcoin", "ethereum"] {
+            for hour in from..from + rows {
+                csv.push_str(&format!(
+                    "{coin},{},{},{}\n",
+                    946_684_800 + hour * 3600,
+                    1 + hour,
+                    10 * hour
+                ));
+            }
+        }
+        csv
+    };
+    fx.write("first.csv", hourly(0, 5_000));
+    fx.run();
+    let schema = fx.text(&schema_of("market"));
+    // Eight times what market stores: the size that used to drop its constraints.
+    fx.write("second.csv", hourly(5_000, 40_000));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = Arc::clone(&done);
+        let url = fx.db.url().to_string();
+        std::thread::spawn(move || {
+            #[derive(QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut conn = diesel::PgConnection::establish(&url).expect("watcher connects");
+            diesel::sql_query("SET lock_timeout = '50ms'")
+                .execute(&mut conn)
+                .expect("lock_timeout");
+            let (mut reads, mut exclusive, mut failed) = (0u64, 0i64, Vec::new());
+            while !done.load(Ordering::SeqCst) {
+                exclusive += diesel::sql_query(
+                    "SELECT count(*)::int8 AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                     WHERE l.mode = 'AccessExclusiveLock' AND c.relpersistence = 'p' \
+                     AND c.relnamespace = 'public'::regnamespace AND l.pid <> pg_backend_pid()",
+                )
+                .get_result::<N>(&mut conn)
+                .expect("pg_locks")
+                .n;
+                for table in ["market", "daily", "coins", "top_slots"] {
+                    match diesel::sql_query(format!("SELECT count(*)::int8 AS n FROM {table}"))
+                        .get_result::<N>(&mut conn)
+                    {
+                        Ok(_) => reads += 1,
+                        Err(e) => failed.push(format!("{table}: {e}")),
+                    }
+                }
+            }
+            (reads, exclusive, failed)
+        })
+    };
+    let report = fx.run();
+    done.store(true, Ordering::SeqCst);
+    let (reads, exclusive, failed) = watcher.join().expect("watcher");
+
+    assert_eq!(file(&report, "second.csv").loaded, 80_000);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 90_000);
+    assert!(reads > 0, "the reader overlapped the load");
+    assert!(failed.is_empty(), "reads waited for a lock: {failed:?}");
+    assert_eq!(
+        exclusive, 0,
+        "the run held an ACCESS EXCLUSIVE lock on a warehouse table"
+    );
+    assert_eq!(
+        fx.text(&schema_of("market")),
+        schema,
+        "market's constraints stayed in place"
+    );
+}

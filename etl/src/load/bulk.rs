@@ -6,11 +6,10 @@
 //! only table definitions (constraints and indexes), never rows.
 
 use crate::rows::MarketRow;
-use coinflow_shared::schema::market;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{Bool, Text};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -198,17 +197,14 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The on-disk size of a table's rows (heap only), for choosing a bulk load.
-fn heap_bytes(conn: &mut PgConnection, table: &str) -> QueryResult<u64> {
-    #[derive(QueryableByName)]
-    struct Size {
-        #[diesel(sql_type = BigInt)]
-        bytes: i64,
-    }
-    let size: Size = diesel::sql_query("SELECT pg_relation_size($1::regclass) AS bytes")
-        .bind::<Text, _>(table)
-        .get_result(conn)?;
-    Ok(size.bytes.max(0) as u64)
+/// Whether `table` (one of the warehouse's, named by the code) holds any row visible to
+/// this transaction.
+fn has_rows(conn: &mut PgConnection, table: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::sql::<Bool>(&format!(
+        "EXISTS (SELECT 1 FROM {})",
+        quote_ident(table)
+    )))
+    .get_result(conn)
 }
 
 /// A bulk load of `market` in progress: what was dropped for it and, while the primary
@@ -219,57 +215,52 @@ pub(crate) struct Bulk {
 }
 
 impl Bulk {
-    /// Starts a bulk load of `market` when the run's markets input (markets and listings
-    /// files, `incoming` bytes) is at least as large as the table's rows on disk: the
-    /// table's foreign key and secondary indexes are dropped first and rebuilt after the
-    /// files ([`Deferred`]). When `market` is empty, its primary key goes too: it is built
-    /// once from the loaded rows, which costs a fraction of maintaining it row by row,
-    /// while [`KeySpans`] proves the copied keys distinct (and the key comes back early
-    /// when it cannot). Smaller runs maintain everything row by row, which costs less
-    /// than rebuilding it and keeps the table readable while the run loads.
+    /// Starts a bulk load of `market` when the table holds no row and the run brings
+    /// markets input (markets and listings files, `incoming` bytes): its primary key,
+    /// foreign key and secondary indexes are dropped first and built once from the loaded
+    /// rows after the files ([`Deferred`]), which costs a fraction of maintaining them row
+    /// by row, while [`KeySpans`] proves the copied keys distinct (and the key comes back
+    /// early when it cannot).
+    ///
+    /// A table that holds rows is never bulk loaded, however large the run: dropping a
+    /// constraint takes an ACCESS EXCLUSIVE lock until the run commits, and readers of
+    /// the committed rows would wait for the whole load. Such a run maintains every key
+    /// and index row by row, under the row locks of an ordinary insert, so the API keeps
+    /// answering from the last committed data while it loads.
     pub(crate) fn begin(conn: &mut PgConnection, incoming: u64) -> QueryResult<Option<Bulk>> {
-        if incoming == 0 {
+        if incoming == 0 || has_rows(conn, "market")? {
             return Ok(None);
         }
-        let stored = heap_bytes(conn, "market")?;
-        if incoming < stored {
-            return Ok(None);
-        }
-        let empty = market::table
-            .select(market::coin_id)
-            .first::<String>(conn)
-            .optional()?
-            .is_none();
         log::info!(
-            "market: bulk load ({incoming} bytes of input, {stored} bytes stored): its {} \
-             rebuilt after the files",
-            if empty {
-                "primary key, foreign key and secondary indexes are"
-            } else {
-                "foreign key and secondary indexes are"
-            }
+            "market: bulk load of an empty table ({incoming} bytes of input): its primary \
+             key, foreign key and secondary indexes are built after the files"
         );
         // Index builds sort in memory instead of spilling to disk (measured at 10 M rows:
         // the primary key in 6.2 s instead of 9.5 s).
         conn.batch_execute("SET LOCAL maintenance_work_mem = '1GB'")?;
         Ok(Some(Bulk {
-            deferred: defer_constraints(conn, "market", empty)?,
+            deferred: defer_constraints(conn, "market", true)?,
             spans: KeySpans::default(),
         }))
     }
 
     /// Rebuilds what was dropped from `market`, after the run's files. After a bulk load
-    /// of `market`, `daily` changes in bulk too: its foreign key and indexes are dropped
-    /// here and come back (validated once) when the caller restores the returned
-    /// [`Deferred`] after the refresh, instead of row by row.
-    pub(crate) fn finish(self, conn: &mut PgConnection) -> QueryResult<Deferred> {
+    /// of `market`, `daily` changes in bulk too: when it holds no row either, its foreign
+    /// key and indexes are dropped here and come back (validated once) when the caller
+    /// restores the returned [`Deferred`] after the refresh, instead of row by row.
+    pub(crate) fn finish(self, conn: &mut PgConnection) -> QueryResult<Option<Deferred>> {
         let restore_started = Instant::now();
         self.deferred.restore(conn)?;
         log::info!(
             "market: constraints and indexes rebuilt in {:.2}s",
             restore_started.elapsed().as_secs_f64()
         );
-        defer_constraints(conn, "daily", false)
+        // The same rule as for `market`: only a table without rows to read loses its
+        // constraints.
+        if has_rows(conn, "daily")? {
+            return Ok(None);
+        }
+        defer_constraints(conn, "daily", false).map(Some)
     }
 }
 
