@@ -63,6 +63,11 @@ impl std::fmt::Debug for ApiConfig {
     }
 }
 
+/// Default of `TASK_OUTPUT_MAX_FILES`.
+const DEFAULT_TASK_OUTPUT_MAX_FILES: usize = 10_000;
+/// Default of `TASK_OUTPUT_MAX_BYTES` (1 GiB).
+const DEFAULT_TASK_OUTPUT_MAX_BYTES: u64 = 1 << 30;
+
 /// The shortest `CURSOR_SECRET` accepted, in bytes (an HMAC-SHA256 key of full strength).
 pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
 
@@ -97,8 +102,8 @@ impl ApiConfig {
             port: 8000,
             cursor_secret: None,
             task_output_dir: None,
-            task_output_max_files: crate::task_files::DEFAULT_MAX_FILES,
-            task_output_max_bytes: crate::task_files::DEFAULT_MAX_BYTES,
+            task_output_max_files: DEFAULT_TASK_OUTPUT_MAX_FILES,
+            task_output_max_bytes: DEFAULT_TASK_OUTPUT_MAX_BYTES,
             write_token: None,
             pool_size: 16,
             statement_timeout: Duration::from_millis(5000),

@@ -232,6 +232,30 @@ pub fn parse_int(
     }
 }
 
+/// The representations a `format` query value may name (documentation of the enum).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum FormatName {
+    Json,
+    Csv,
+    Ndjson,
+}
+
+/// The datasets served by `/read` (documentation of the enum).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum DatasetName {
+    Market,
+    Daily,
+    Coins,
+    CoinExchanges,
+    Traders,
+    Positions,
+    Rejects,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

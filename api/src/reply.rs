@@ -17,6 +17,11 @@ use std::sync::Arc;
 /// The largest piece Rocket hands to hyper at once.
 const MAX_WRITE: usize = 1 << 20;
 
+/// The largest piece of a streamed body: a chunk's body is handed to the response stream
+/// in pieces of at most this size, and one that fits in one piece goes out with a
+/// `Content-Length`.
+pub(crate) const PIECE_BYTES: usize = 256 * 1024;
+
 enum Body {
     Bytes(Vec<u8>),
     Shared(Arc<[u8]>),
@@ -121,7 +126,7 @@ impl<'r> Responder<'r, 'static> for Reply {
                     rx.recv().await.map(|piece| (Cursor::new(piece), rx))
                 });
                 response.streamed_body(ReaderStream::from(pieces));
-                response.max_chunk_size(crate::chunks::PIECE_BYTES);
+                response.max_chunk_size(PIECE_BYTES);
             }
             Body::Empty => {}
         }

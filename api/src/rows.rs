@@ -1,6 +1,6 @@
 //! Response rows: what each served dataset looks like on the wire, separate from the
 //! table models in `coinflow-shared`. Chunked reads write their rows straight from the
-//! database result (`crate::raw`, column lists in `crate::chunks`); these types document
+//! database result (`crate::read::write`, columns declared in `coinflow_shared::dataset`); these types document
 //! those shapes in the OpenAPI description and carry the rows of `/top` and
 //! `/exchanges/stats`. Each knows its CSV form.
 

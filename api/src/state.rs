@@ -21,7 +21,7 @@
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::routes::top::{TopCache, VersionChecker};
+use crate::top_cache::{TopCache, VersionChecker};
 use coinflow_shared::cursor::CursorCodec;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;

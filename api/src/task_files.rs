@@ -5,18 +5,13 @@
 //! directory is scanned once at start). Files whose names do not look like task files are
 //! never touched.
 
-use crate::routes::tasks::TaskReport;
+use crate::tasks::TaskReport;
 use chrono::Utc;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-/// Default of `TASK_OUTPUT_MAX_FILES`.
-pub const DEFAULT_MAX_FILES: usize = 10_000;
-/// Default of `TASK_OUTPUT_MAX_BYTES` (1 GiB).
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 const PREFIX: &str = "output_file_";
 const SUFFIX: &str = ".json";
@@ -151,7 +146,7 @@ impl TaskFiles {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::routes::tasks::Accepted;
+    use crate::tasks::Accepted;
 
     fn report(run: i64, accepted: &[&str]) -> TaskReport {
         TaskReport {

@@ -31,7 +31,7 @@ pub struct ExchangeStatsDoc {
 #[utoipa::path(get, path = "/exchanges/stats", tag = "tasks",
     params(
         ("contains" = Option<String>, Query, description = "only exchange ids containing this text (case-insensitive)"),
-        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
+        ("format" = Option<crate::params::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "`{data:[{exchange, coins, median_task_run}]}` by exchange id", content((ExchangeStatsDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
@@ -56,7 +56,7 @@ pub async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiE
                 .read_only()
                 .repeatable_read()
                 .run(|conn| {
-                    let tasks = crate::chunks::task_state(conn)?;
+                    let tasks = crate::read::task_state(conn)?;
                     let tag = etag(&["exchange-stats", &tasks, format.name(), &seed]);
                     if none_match(if_none_match.as_deref(), &tag) {
                         return Ok(Err(tag));
