@@ -69,11 +69,11 @@ const DEFAULT_TASK_OUTPUT_MAX_FILES: usize = 10_000;
 const DEFAULT_TASK_OUTPUT_MAX_BYTES: u64 = 1 << 30;
 
 /// The shortest `CURSOR_SECRET` accepted, in bytes (an HMAC-SHA256 key of full strength).
-pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_CURSOR_SECRET_BYTES: usize = 32;
 
 /// Checks a `CURSOR_SECRET` value: not a documentation placeholder (`change-me…`, what
 /// older `.env.example` files held), and at least [`MIN_CURSOR_SECRET_BYTES`] long.
-pub fn cursor_secret(value: &str) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn cursor_secret(value: &str) -> Result<Vec<u8>, ConfigError> {
     let refuse = |reason: String| ConfigError::Invalid {
         name: "CURSOR_SECRET",
         // Never echo a secret: only its length.
@@ -114,7 +114,7 @@ impl ApiConfig {
 
     /// How many expensive computations may run at once: the configured limit (at most the
     /// pool), else half the pool, at least one.
-    pub fn cold_permits(&self) -> u32 {
+    pub(crate) fn cold_permits(&self) -> u32 {
         self.cold_work_limit
             .unwrap_or(self.pool_size / 2)
             .clamp(1, self.pool_size.max(1))

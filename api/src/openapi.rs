@@ -61,10 +61,10 @@ fn docs() {}
         DatasetName,
     ))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The routes of `/openapi.json` and `/docs`.
-pub fn routes() -> Vec<rocket::Route> {
+pub(crate) fn routes() -> Vec<rocket::Route> {
     SwaggerUi::new("/docs/<_..>")
         .url("/openapi.json", ApiDoc::openapi())
         .into()

@@ -32,21 +32,25 @@ pub struct RawQuery {
 }
 
 impl RawQuery {
-    pub fn new(sql: impl Into<String>) -> RawQuery {
+    pub(crate) fn new(sql: impl Into<String>) -> RawQuery {
         RawQuery {
             sql: sql.into(),
             binds: Vec::new(),
         }
     }
 
-    pub fn bind(mut self, value: Bind) -> RawQuery {
+    pub(crate) fn bind(mut self, value: Bind) -> RawQuery {
         self.binds.push(value);
         self
     }
 
     /// Runs the statement and hands each row to `each`, in order. The whole result is
     /// fetched at once (one round trip; a chunk is at most 10 001 rows).
-    pub fn for_each_row<F>(&self, conn: &mut PgConnection, mut each: F) -> Result<(), ApiError>
+    pub(crate) fn for_each_row<F>(
+        &self,
+        conn: &mut PgConnection,
+        mut each: F,
+    ) -> Result<(), ApiError>
     where
         F: FnMut(&RawRow<'_>) -> Result<(), ApiError>,
     {
@@ -60,7 +64,7 @@ impl RawQuery {
 
     /// Runs the statement and hands all its rows to `f` at once (random access; the
     /// result is one PostgreSQL result in memory).
-    pub fn with_rows<T, F>(&self, conn: &mut PgConnection, f: F) -> Result<T, ApiError>
+    pub(crate) fn with_rows<T, F>(&self, conn: &mut PgConnection, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&[RawRow<'_>]) -> Result<T, ApiError>,
     {
@@ -71,7 +75,11 @@ impl RawQuery {
     }
 
     /// Runs the statement and collects what `map` makes of each row.
-    pub fn map_rows<T, F>(&self, conn: &mut PgConnection, mut map: F) -> Result<Vec<T>, ApiError>
+    pub(crate) fn map_rows<T, F>(
+        &self,
+        conn: &mut PgConnection,
+        mut map: F,
+    ) -> Result<Vec<T>, ApiError>
     where
         F: FnMut(&RawRow<'_>) -> Result<T, ApiError>,
     {
@@ -110,10 +118,10 @@ impl QueryFragment<Pg> for RawQuery {
 }
 
 /// One row of a result, read by position.
-pub struct RawRow<'r>(&'r dyn RowAccess);
+pub(crate) struct RawRow<'r>(&'r dyn RowAccess);
 
 /// Object-safe access to a row's raw values.
-pub trait RowAccess {
+pub(crate) trait RowAccess {
     fn with_value(&self, idx: usize, f: &mut dyn FnMut(Option<PgValue<'_>>));
 }
 
@@ -130,7 +138,7 @@ pub(crate) fn decode_error(what: &str) -> ApiError {
 
 impl RawRow<'_> {
     /// Calls `f` with the raw bytes of column `idx` (`None` for NULL).
-    pub fn bytes<T>(&self, idx: usize, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
+    pub(crate) fn bytes<T>(&self, idx: usize, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
         let mut f = Some(f);
         let mut out = None;
         self.0.with_value(idx, &mut |v| {
@@ -145,11 +153,7 @@ impl RawRow<'_> {
         }
     }
 
-    pub fn is_null(&self, idx: usize) -> bool {
-        self.bytes(idx, |b| b.is_none())
-    }
-
-    pub fn text(&self, idx: usize) -> Result<Option<String>, ApiError> {
+    pub(crate) fn text(&self, idx: usize) -> Result<Option<String>, ApiError> {
         self.bytes(idx, |b| match b {
             None => Ok(None),
             Some(b) => std::str::from_utf8(b)
@@ -158,15 +162,15 @@ impl RawRow<'_> {
         })
     }
 
-    pub fn int8(&self, idx: usize) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn int8(&self, idx: usize) -> Result<Option<i64>, ApiError> {
         self.bytes(idx, |b| b.map(int8).transpose())
     }
 
-    pub fn float8(&self, idx: usize) -> Result<Option<f64>, ApiError> {
+    pub(crate) fn float8(&self, idx: usize) -> Result<Option<f64>, ApiError> {
         self.bytes(idx, |b| b.map(float8).transpose())
     }
 
-    pub fn bool(&self, idx: usize) -> Result<Option<bool>, ApiError> {
+    pub(crate) fn bool(&self, idx: usize) -> Result<Option<bool>, ApiError> {
         self.bytes(idx, |b| match b {
             None => Ok(None),
             Some([v]) => Ok(Some(*v != 0)),
@@ -174,11 +178,11 @@ impl RawRow<'_> {
         })
     }
 
-    pub fn timestamptz(&self, idx: usize) -> Result<Option<DateTime<Utc>>, ApiError> {
+    pub(crate) fn timestamptz(&self, idx: usize) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.bytes(idx, |b| b.map(|b| timestamp(int8(b)?)).transpose())
     }
 
-    pub fn text_array(&self, idx: usize) -> Result<Option<Vec<String>>, ApiError> {
+    pub(crate) fn text_array(&self, idx: usize) -> Result<Option<Vec<String>>, ApiError> {
         self.bytes(idx, |b| match b {
             None => Ok(None),
             Some(b) => {

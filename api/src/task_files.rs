@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 const PREFIX: &str = "output_file_";
@@ -33,7 +33,7 @@ struct Kept {
 }
 
 /// The bounded directory of task files.
-pub struct TaskFiles {
+pub(crate) struct TaskFiles {
     dir: PathBuf,
     max_files: usize,
     max_bytes: u64,
@@ -48,7 +48,7 @@ fn is_task_file(name: &str) -> bool {
 
 impl TaskFiles {
     /// Takes stock of the task files already in `dir` (and trims them to the caps).
-    pub fn open(dir: PathBuf, max_files: usize, max_bytes: u64) -> TaskFiles {
+    pub(crate) fn open(dir: PathBuf, max_files: usize, max_bytes: u64) -> TaskFiles {
         let mut found: Vec<(String, u64)> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .filter_map(Result::ok)
@@ -81,13 +81,9 @@ impl TaskFiles {
         files
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes the accepted records of `report`, then removes the oldest files beyond the
     /// caps. A task that accepted nothing writes nothing (`Ok(None)`).
-    pub fn write(&self, report: &TaskReport) -> std::io::Result<Option<PathBuf>> {
+    pub(crate) fn write(&self, report: &TaskReport) -> std::io::Result<Option<PathBuf>> {
         if report.accepted.is_empty() {
             return Ok(None);
         }
@@ -147,6 +143,7 @@ impl TaskFiles {
 mod tests {
     use super::*;
     use crate::tasks::Accepted;
+    use std::path::Path;
 
     fn report(run: i64, accepted: &[&str]) -> TaskReport {
         TaskReport {

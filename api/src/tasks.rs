@@ -50,7 +50,7 @@ pub struct Decision {
 /// How many advisory locks coin ids hash into (see [`TAKE_RUN_SQL`]): few enough that a
 /// task of 10 000 ids stays far below the server's lock table, many enough that small
 /// tasks on different coins rarely wait for each other.
-pub const ID_LOCK_BUCKETS: u32 = 64;
+pub(crate) const ID_LOCK_BUCKETS: u32 = 64;
 
 /// Takes the task run, after the transaction-level locks of the ids' buckets (`$1`: the
 /// bucket numbers, sorted, as text). Two tasks that share a coin share its bucket: the
@@ -59,7 +59,7 @@ pub const ID_LOCK_BUCKETS: u32 = 64;
 /// reports as "first" a run later than its own. Sorted buckets cannot deadlock; the
 /// materialised CTE takes every lock before `nextval` runs. The locks' first key is
 /// "task" in ASCII (1952543595); the ETL's one-key lock lives in another space.
-pub const TAKE_RUN_SQL: &str = "\
+pub(crate) const TAKE_RUN_SQL: &str = "\
 WITH locks AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(1952543595, b::int4)) AS n FROM unnest($1::text[]) AS b
 )
@@ -67,7 +67,7 @@ SELECT nextval('task_run_seq') AS run FROM locks";
 
 /// Decides every id of a task that holds its run and locks. `$1`: the unique ids, `$2`:
 /// the task run. The ids that are coins are inserted unless a task already has them.
-pub const DECIDE_SQL: &str = "\
+pub(crate) const DECIDE_SQL: &str = "\
 WITH req AS (SELECT DISTINCT unnest($1::text[]) AS id),
 known AS (
     SELECT c.id,
@@ -86,7 +86,7 @@ SELECT k.id, k.exchanges, (i.coin_id IS NOT NULL) AS accepted
 FROM known k LEFT JOIN ins i ON i.coin_id = k.id";
 
 /// The task that accepted each of `$1`.
-pub const FIRST_RUNS_SQL: &str =
+pub(crate) const FIRST_RUNS_SQL: &str =
     "SELECT coin_id, task_run FROM task_results WHERE coin_id = ANY($1::text[])";
 
 /// The lock bucket of a coin id: FNV-1a, stable across processes and versions.

@@ -207,7 +207,7 @@ impl TopCache {
 /// read that started after it registered, so no request sees versions from before its
 /// arrival; under load the database gets one version statement per batch instead of one
 /// per request (fewer round trips and wake-ups).
-pub struct VersionChecker {
+pub(crate) struct VersionChecker {
     shared: Arc<CheckerShared>,
 }
 

@@ -40,7 +40,16 @@ pub(crate) struct KeyCol {
 }
 
 impl Source {
-    pub(crate) fn shape(self) -> &'static Shape {
+    /// Every source: the served datasets, then the task results.
+    pub fn all() -> impl Iterator<Item = Source> {
+        Served::ALL
+            .into_iter()
+            .map(Source::Served)
+            .chain([Source::TaskResults])
+    }
+
+    /// The declaration of what it scans.
+    pub fn shape(self) -> &'static Shape {
         match self {
             Source::Served(s) => s.shape(),
             Source::TaskResults => &TASK_RESULTS,
@@ -123,11 +132,7 @@ mod tests {
 
     #[test]
     fn every_key_column_is_served() {
-        for source in Served::ALL
-            .into_iter()
-            .map(Source::Served)
-            .chain([Source::TaskResults])
-        {
+        for source in Source::all() {
             assert_eq!(source.key().len(), source.shape().key.len(), "{source:?}");
             assert_eq!(Source::from_name(source.name()), Some(source));
         }

@@ -30,7 +30,7 @@ pub struct Filters {
 
 impl Filters {
     /// The filters in a request's query, checked against what `source` accepts.
-    pub fn from_request(source: Source, info: &ReqInfo) -> Result<Filters, ApiError> {
+    pub(crate) fn from_request(source: Source, info: &ReqInfo) -> Result<Filters, ApiError> {
         let refuse = |name: &str| {
             ApiError::bad_request(format!(
                 "dataset {} cannot be filtered by {name}; its filters: {}",
@@ -312,7 +312,7 @@ pub fn explain_with(
 
 /// A fingerprint of the task results: the latest task run that stored a result and the
 /// number of results. Task-result ETags come from it.
-pub fn task_state(conn: &mut PgConnection) -> Result<String, ApiError> {
+pub(crate) fn task_state(conn: &mut PgConnection) -> Result<String, ApiError> {
     let state = RawQuery::new("SELECT COALESCE(max(task_run), 0), count(*) FROM task_results")
         .map_rows(conn, |row| {
             Ok((row.int8(0)?.unwrap_or(0), row.int8(1)?.unwrap_or(0)))

@@ -27,28 +27,28 @@ use diesel::pg::PgConnection;
 use rocket::tokio::sync::{mpsc, oneshot};
 
 /// One chunk to serve.
-pub struct ChunkPlan {
-    pub source: Source,
-    pub filters: Filters,
+pub(crate) struct ChunkPlan {
+    pub(crate) source: Source,
+    pub(crate) filters: Filters,
     /// The sort key of the last row served; `None` for the first chunk.
-    pub after: Option<Vec<String>>,
-    pub size: u32,
+    pub(crate) after: Option<Vec<String>>,
+    pub(crate) size: u32,
     /// The data version the cursor was issued at, when continuing.
-    pub cursor_version: Option<i64>,
-    pub format: Format,
-    pub if_none_match: Option<String>,
+    pub(crate) cursor_version: Option<i64>,
+    pub(crate) format: Format,
+    pub(crate) if_none_match: Option<String>,
     /// What, besides the data, determines the bytes (the request URI and format).
-    pub etag_seed: String,
+    pub(crate) etag_seed: String,
     /// The path the `Link: rel="next"` header points at.
-    pub next_path: String,
+    pub(crate) next_path: String,
     /// An explicit `format=` to carry into the next link.
-    pub format_param: Option<String>,
+    pub(crate) format_param: Option<String>,
 }
 
 impl ChunkPlan {
     /// A plan continuing from `token`, which must be a cursor of `expected` (any served
     /// dataset when `None`).
-    pub fn resume(
+    pub(crate) fn resume(
         codec: &CursorCodec,
         token: &str,
         expected: Option<Source>,
@@ -148,7 +148,7 @@ struct Head {
 }
 
 /// Serves one chunk: the head once the rows are read, the body whole or in pieces.
-pub async fn serve(state: &AppState, plan: ChunkPlan) -> Result<Reply, ApiError> {
+pub(crate) async fn serve(state: &AppState, plan: ChunkPlan) -> Result<Reply, ApiError> {
     let (head_tx, head_rx) = oneshot::channel::<Result<Head, ApiError>>();
     let format = plan.format;
     let next_path = plan.next_path.clone();
@@ -420,7 +420,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
 }
 
 /// Parses a chunk request that starts a scan (no cursor) or continues one.
-pub fn plan_from_request(
+pub(crate) fn plan_from_request(
     codec: &CursorCodec,
     info: &ReqInfo,
     source: Option<Source>,

@@ -23,8 +23,8 @@ ORDER BY e.exchange";
 
 /// The JSON shape of `/exchanges/stats`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ExchangeStatsDoc {
-    pub data: Vec<ExchangeStatRow>,
+pub(crate) struct ExchangeStatsDoc {
+    pub(crate) data: Vec<ExchangeStatRow>,
 }
 
 /// Exchange statistics over the task results.
@@ -40,7 +40,7 @@ pub struct ExchangeStatsDoc {
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/exchanges/stats")]
-pub async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["contains", "format"])?;
     let format = info.format()?;
     let contains = info

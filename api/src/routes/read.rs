@@ -42,7 +42,7 @@ fn served(name: &str) -> Result<Source, ApiError> {
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/first-chunk")]
-pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["dataset", "size", "coin", "from", "to", "run", "format"])?;
     let source = served(info.non_empty("dataset")?.unwrap_or("market"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -65,7 +65,7 @@ pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/next-chunk")]
-pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["cursor", "size", "format"])?;
     if info.non_empty("cursor")?.is_none() {
         return Err(ApiError::bad_request(
@@ -99,7 +99,7 @@ pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply,
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/<dataset>")]
-pub async fn dataset(
+pub(crate) async fn dataset(
     state: &State<AppState>,
     dataset: &str,
     info: ReqInfo,
@@ -117,15 +117,15 @@ pub async fn dataset(
 
 /// The JSON shape of a chunk (documentation only; chunks are written as a stream).
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ChunkDoc {
-    pub dataset: String,
+pub(crate) struct ChunkDoc {
+    pub(crate) dataset: String,
     /// The dataset's data version.
-    pub version: i64,
+    pub(crate) version: i64,
     /// The chunk size.
-    pub size: u32,
+    pub(crate) size: u32,
     /// The rows, in key order.
-    pub data: Vec<serde_json::Value>,
+    pub(crate) data: Vec<serde_json::Value>,
     /// Pass to `/read/next-chunk?cursor=`; null on the last chunk.
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+    pub(crate) next_cursor: Option<String>,
+    pub(crate) has_more: bool,
 }

@@ -21,17 +21,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The most ids one task may carry.
-pub const MAX_IDS: usize = 10_000;
+pub(crate) const MAX_IDS: usize = 10_000;
 /// The largest body read (10 000 ids of generous length).
 const MAX_BODY_MIB: u64 = 2;
 
 /// A task as JSON.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TaskBody {
+pub(crate) struct TaskBody {
     /// Coin ids (at most 10 000; more is a 413). An empty id is listed as invalid.
     #[schema(max_items = 10000)]
-    pub coins: Vec<String>,
+    pub(crate) coins: Vec<String>,
 }
 
 /// A task as CSV (documentation only): the header line `coins` (any case), then one coin
@@ -43,7 +43,8 @@ pub struct TaskBody {
     pattern = r#"^[Cc][Oo][Ii][Nn][Ss](\r?\n[^\r\n",]*)*(\r?\n)?$"#,
     example = "coins\nbitcoin\nethereum\n"
 )]
-pub struct CsvTaskBody(pub String);
+#[allow(dead_code)]
+pub(crate) struct CsvTaskBody(String);
 
 fn check_token(state: &AppState, info: &ReqInfo) -> Result<(), ApiError> {
     let Some(expected) = &state.write_token else {
@@ -239,7 +240,7 @@ async fn run_task(
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::post("/runtasks", data = "<body>")]
-pub async fn run_tasks(
+pub(crate) async fn run_tasks(
     state: &State<AppState>,
     info: ReqInfo,
     body: Data<'_>,
@@ -262,7 +263,7 @@ pub async fn run_tasks(
         (status = 422, description = "JSON of the wrong shape", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::post("/coins", data = "<body>")]
-pub async fn post_coins(
+pub(crate) async fn post_coins(
     state: &State<AppState>,
     info: ReqInfo,
     body: Data<'_>,
@@ -272,10 +273,10 @@ pub async fn post_coins(
 
 /// The JSON shape of `GET /coins`.
 #[derive(Serialize, ToSchema)]
-pub struct TaskResultsDoc {
-    pub coins: Vec<crate::rows::TaskRow>,
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+pub(crate) struct TaskResultsDoc {
+    pub(crate) coins: Vec<crate::rows::TaskRow>,
+    pub(crate) next_cursor: Option<String>,
+    pub(crate) has_more: bool,
 }
 
 /// Stored task results, in task order, chunked.
@@ -292,7 +293,10 @@ pub struct TaskResultsDoc {
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/coins")]
-pub async fn task_results(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn task_results(
+    state: &State<AppState>,
+    info: ReqInfo,
+) -> Result<Reply, ApiError> {
     info.allow(&["size", "cursor", "format"])?;
     let plan = plan_from_request(
         &state.codec,

@@ -33,7 +33,7 @@ const LATEST_SQL: &str = "SELECT coalesce((SELECT max(ts) FROM market), \
 /// overlap: the coins valid at the instant are those of its bucket whose interval holds
 /// it, and the index walks the bucket in rank order, so this reads about `limit` index
 /// entries however many coins there are.
-pub const TOP_SQL: &str = "\
+pub(crate) const TOP_SQL: &str = "\
 SELECT row_number() OVER (
            ORDER BY s.rank ASC NULLS LAST, s.market_cap_usd DESC NULLS LAST,
                     s.volume_24h_usd DESC NULLS LAST, s.coin_id
@@ -57,16 +57,16 @@ const ANY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1::times
 OR EXISTS (SELECT 1 FROM candles WHERE (date_trunc('day', ts AT TIME ZONE 'UTC') + interval '24:00:00') AT TIME ZONE 'UTC' <= $1::timestamptz)";
 
 /// The hour bucket of `top_slots` that holds `at` (hours since the Unix epoch).
-pub fn bucket(at: DateTime<Utc>) -> i64 {
+pub(crate) fn bucket(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(3600)
 }
 
 /// The JSON shape of `/top`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct TopDoc {
+pub(crate) struct TopDoc {
     /// The instant the ranking is for.
-    pub as_of: DateTime<Utc>,
-    pub data: Vec<TopRow>,
+    pub(crate) as_of: DateTime<Utc>,
+    pub(crate) data: Vec<TopRow>,
 }
 
 /// Top `limit` coins at `datetime`.
@@ -84,7 +84,7 @@ pub struct TopDoc {
         (status = 503, description = "Database unreachable, or too many rankings being computed (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/top")]
-pub async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn top(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["limit", "datetime", "format"])?;
     let format = info.format()?;
     let limit = match info.get("limit") {
