@@ -6,6 +6,7 @@
 use crate::error::ApiError;
 use crate::format::Format;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use coinflow_shared::dataset::Served;
 use coinflow_shared::instant::{self, TIMESTAMP_RANGE_TEXT};
 use rocket::http::ContentType;
 use rocket::request::{FromRequest, Outcome, Request};
@@ -243,19 +244,23 @@ pub(crate) enum FormatName {
     Ndjson,
 }
 
-/// The datasets served by `/read` (documentation of the enum).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub(crate) enum DatasetName {
-    Market,
-    Daily,
-    Coins,
-    CoinExchanges,
-    Traders,
-    Positions,
-    Rejects,
+/// The datasets served by `/read` (documentation of the enum): their names, from the
+/// served datasets' declarations.
+pub(crate) struct DatasetName;
+
+impl utoipa::PartialSchema for DatasetName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "The datasets served by `/read` (documentation of the enum).",
+            ))
+            .enum_values(Some(Served::ALL.iter().map(|s| s.name())))
+            .into()
+    }
 }
+
+impl utoipa::ToSchema for DatasetName {}
 
 #[cfg(test)]
 mod tests {

@@ -225,17 +225,7 @@ fn answer(
     let mut known = None;
     if plan.source == Source::TaskResults || plan.if_none_match.is_some() {
         let versions = read_versions(conn, &st, width)?;
-        let tag = chunk_etag(plan, &versions);
-        if none_match(plan.if_none_match.as_deref(), &tag) {
-            send_head(
-                head_tx,
-                Head {
-                    etag: tag,
-                    version: versions.own,
-                    next_cursor: None,
-                    body: None,
-                },
-            );
+        if answered_not_modified(plan, &versions, head_tx) {
             return Ok(());
         }
         known = Some(versions);
@@ -271,6 +261,28 @@ fn chunk_etag(plan: &ChunkPlan, versions: &Versions) -> String {
     ])
 }
 
+/// Sends a 304 head when the request's `If-None-Match` matches the chunk at `versions`.
+fn answered_not_modified(
+    plan: &ChunkPlan,
+    versions: &Versions,
+    head_tx: &mut Option<oneshot::Sender<Result<Head, ApiError>>>,
+) -> bool {
+    let tag = chunk_etag(plan, versions);
+    if !none_match(plan.if_none_match.as_deref(), &tag) {
+        return false;
+    }
+    send_head(
+        head_tx,
+        Head {
+            etag: tag,
+            version: versions.own,
+            next_cursor: None,
+            body: None,
+        },
+    );
+    true
+}
+
 /// Checks the cursor's version, then sends the head and writes the rows (the first
 /// `size` of `rows`; one more only says that more follow).
 fn write_chunk(
@@ -291,19 +303,10 @@ fn write_chunk(
             )));
         }
     }
-    let tag = chunk_etag(plan, versions);
-    if none_match(plan.if_none_match.as_deref(), &tag) {
-        send_head(
-            head_tx,
-            Head {
-                etag: tag,
-                version: versions.own,
-                next_cursor: None,
-                body: None,
-            },
-        );
+    if answered_not_modified(plan, versions, head_tx) {
         return Ok(());
     }
+    let tag = chunk_etag(plan, versions);
     let size = plan.size as usize;
     let next_cursor = match rows.get(size.wrapping_sub(1)) {
         Some(last) if rows.len() > size => {
