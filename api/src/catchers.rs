@@ -6,7 +6,7 @@ use crate::error::{ApiError, Problem};
 use rocket::http::{Method, Status};
 use rocket::{Catcher, Request};
 
-pub fn all() -> Vec<Catcher> {
+pub(crate) fn all() -> Vec<Catcher> {
     rocket::catchers![not_found, unparsable_value, default]
 }
 

@@ -63,12 +63,17 @@ impl std::fmt::Debug for ApiConfig {
     }
 }
 
+/// Default of `TASK_OUTPUT_MAX_FILES`.
+const DEFAULT_TASK_OUTPUT_MAX_FILES: usize = 10_000;
+/// Default of `TASK_OUTPUT_MAX_BYTES` (1 GiB).
+const DEFAULT_TASK_OUTPUT_MAX_BYTES: u64 = 1 << 30;
+
 /// The shortest `CURSOR_SECRET` accepted, in bytes (an HMAC-SHA256 key of full strength).
-pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_CURSOR_SECRET_BYTES: usize = 32;
 
 /// Checks a `CURSOR_SECRET` value: not a documentation placeholder (`change-me…`, what
 /// older `.env.example` files held), and at least [`MIN_CURSOR_SECRET_BYTES`] long.
-pub fn cursor_secret(value: &str) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn cursor_secret(value: &str) -> Result<Vec<u8>, ConfigError> {
     let refuse = |reason: String| ConfigError::Invalid {
         name: "CURSOR_SECRET",
         // Never echo a secret: only its length.
@@ -97,8 +102,8 @@ impl ApiConfig {
             port: 8000,
             cursor_secret: None,
             task_output_dir: None,
-            task_output_max_files: crate::task_files::DEFAULT_MAX_FILES,
-            task_output_max_bytes: crate::task_files::DEFAULT_MAX_BYTES,
+            task_output_max_files: DEFAULT_TASK_OUTPUT_MAX_FILES,
+            task_output_max_bytes: DEFAULT_TASK_OUTPUT_MAX_BYTES,
             write_token: None,
             pool_size: 16,
             statement_timeout: Duration::from_millis(5000),
@@ -109,7 +114,7 @@ impl ApiConfig {
 
     /// How many expensive computations may run at once: the configured limit (at most the
     /// pool), else half the pool, at least one.
-    pub fn cold_permits(&self) -> u32 {
+    pub(crate) fn cold_permits(&self) -> u32 {
         self.cold_work_limit
             .unwrap_or(self.pool_size / 2)
             .clamp(1, self.pool_size.max(1))

@@ -14,27 +14,27 @@ use std::io::Cursor;
 use utoipa::ToSchema;
 
 /// Seconds a client should wait before retrying when the database is unreachable.
-pub const RETRY_AFTER_SECONDS: u32 = 5;
+pub(crate) const RETRY_AFTER_SECONDS: u32 = 5;
 /// Seconds a client should wait before retrying when the API is busy.
-pub const BUSY_RETRY_AFTER_SECONDS: u32 = 1;
+pub(crate) const BUSY_RETRY_AFTER_SECONDS: u32 = 1;
 const BUSY_SLUG: &str = "busy";
 
 /// An HTTP problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI reference naming the kind of problem.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// A short summary of the kind of problem.
-    pub title: String,
+    pub(crate) title: String,
     /// The HTTP status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// What went wrong with this request.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 impl Problem {
-    pub fn new(status: Status, slug: &str, detail: impl Into<String>) -> Problem {
+    pub(crate) fn new(status: Status, slug: &str, detail: impl Into<String>) -> Problem {
         Problem {
             kind: format!("/problems/{slug}"),
             title: status.reason_lossy().to_string(),
@@ -44,7 +44,7 @@ impl Problem {
     }
 
     /// A problem for a bare status (catchers): the slug is the reason phrase in kebab case.
-    pub fn for_status(status: Status, detail: impl Into<String>) -> Problem {
+    pub(crate) fn for_status(status: Status, detail: impl Into<String>) -> Problem {
         let slug = status
             .reason_lossy()
             .to_lowercase()
@@ -91,15 +91,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::BadRequest(detail.into())
     }
 
-    pub fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(format!("{context}: {error}"))
     }
 
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         match self {
             ApiError::BadRequest(_) => Status::BadRequest,
             ApiError::Unauthorized => Status::Unauthorized,
@@ -117,7 +117,7 @@ impl ApiError {
     }
 
     /// The problem document a client sees.
-    pub fn problem(&self) -> Problem {
+    pub(crate) fn problem(&self) -> Problem {
         let status = self.status();
         match self {
             ApiError::BadRequest(d) => Problem::new(status, "bad-request", d),
@@ -232,12 +232,12 @@ impl From<rocket::tokio::task::JoinError> for ApiError {
 }
 
 /// `application/problem+json`.
-pub fn problem_json() -> ContentType {
+pub(crate) fn problem_json() -> ContentType {
     ContentType::new("application", "problem+json")
 }
 
 /// The response for `problem`, with the headers its status calls for.
-pub fn problem_response<'r>(problem: &Problem, allowed: &[Method]) -> Response<'r> {
+pub(crate) fn problem_response<'r>(problem: &Problem, allowed: &[Method]) -> Response<'r> {
     let body = serde_json::to_string(problem).unwrap_or_else(|_| "{}".into());
     let mut response = Response::build();
     response

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// Logs `METHOD /path?query STATUS 1.2ms` once per request. For streamed bodies the time
 /// is to the response head.
-pub struct RequestLog;
+pub(crate) struct RequestLog;
 
 struct Started(Instant);
 
@@ -41,7 +41,7 @@ impl Fairing for RequestLog {
 }
 
 /// Replaces the body of a non-problem error response with a problem document.
-pub struct ProblemGuard;
+pub(crate) struct ProblemGuard;
 
 #[rocket::async_trait]
 impl Fairing for ProblemGuard {

@@ -4,19 +4,18 @@
 //! streamed in pieces.
 
 use crate::error::ApiError;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rocket::http::{Accept, ContentType};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
     Ndjson,
 }
 
 impl Format {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Csv => "csv",
@@ -24,7 +23,7 @@ impl Format {
         }
     }
 
-    pub fn content_type(self) -> ContentType {
+    pub(crate) fn content_type(self) -> ContentType {
         match self {
             Format::Json => ContentType::JSON,
             Format::Csv => ContentType::new("text", "csv")
@@ -46,7 +45,7 @@ impl Format {
 
     /// The format an `Accept` header prefers among those we serve; `None` when it names
     /// none of them (the caller then falls back to JSON).
-    pub fn from_accept(accept: &Accept) -> Option<Format> {
+    pub(crate) fn from_accept(accept: &Accept) -> Option<Format> {
         let mut ranked: Vec<_> = accept.iter().collect();
         // Stable sort: equal weights keep the client's order.
         ranked.sort_by(|a, b| b.weight_or(1.0).total_cmp(&a.weight_or(1.0)));
@@ -67,7 +66,10 @@ impl Format {
     }
 
     /// `format=` wins over `Accept`; JSON when neither says anything we serve.
-    pub fn negotiate(param: Option<&str>, accepted: Option<Format>) -> Result<Format, ApiError> {
+    pub(crate) fn negotiate(
+        param: Option<&str>,
+        accepted: Option<Format>,
+    ) -> Result<Format, ApiError> {
         match param {
             Some(value) => Format::from_param(value),
             None => Ok(accepted.unwrap_or(Format::Json)),
@@ -76,7 +78,7 @@ impl Format {
 }
 
 /// Appends one CSV field, quoted when it holds a comma, a quote, CR or LF (quotes doubled).
-pub fn push_csv_field(out: &mut Vec<u8>, value: &str) {
+pub(crate) fn push_csv_field(out: &mut Vec<u8>, value: &str) {
     if value.contains([',', '"', '\r', '\n']) {
         out.push(b'"');
         for b in value.bytes() {
@@ -93,17 +95,17 @@ pub fn push_csv_field(out: &mut Vec<u8>, value: &str) {
 
 /// One CSV record being written: fields are separated, quoted when they hold a comma, a
 /// quote, CR or LF (quotes doubled), and the record ends with CRLF.
-pub struct CsvLine<'a> {
+pub(crate) struct CsvLine<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
 }
 
 impl<'a> CsvLine<'a> {
-    pub fn new(out: &'a mut Vec<u8>) -> CsvLine<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> CsvLine<'a> {
         CsvLine { out, first: true }
     }
 
-    pub fn text(&mut self, value: &str) -> &mut Self {
+    pub(crate) fn text(&mut self, value: &str) -> &mut Self {
         if !self.first {
             self.out.push(b',');
         }
@@ -112,59 +114,21 @@ impl<'a> CsvLine<'a> {
         self
     }
 
-    pub fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
-        self.text(value.unwrap_or(""))
-    }
-
-    pub fn int(&mut self, value: i64) -> &mut Self {
+    pub(crate) fn int(&mut self, value: i64) -> &mut Self {
         self.text(&value.to_string())
     }
 
-    pub fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
-        match value {
-            Some(v) => self.int(v),
-            None => self.text(""),
-        }
-    }
-
-    pub fn float(&mut self, value: f64) -> &mut Self {
+    pub(crate) fn float(&mut self, value: f64) -> &mut Self {
         self.text(&value.to_string())
     }
 
-    pub fn opt_float(&mut self, value: Option<f64>) -> &mut Self {
-        match value {
-            Some(v) => self.float(v),
-            None => self.text(""),
-        }
-    }
-
-    pub fn ts(&mut self, value: &DateTime<Utc>) -> &mut Self {
-        self.text(&value.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-    }
-
-    pub fn opt_ts(&mut self, value: Option<&DateTime<Utc>>) -> &mut Self {
-        match value {
-            Some(v) => self.ts(v),
-            None => self.text(""),
-        }
-    }
-
-    pub fn date(&mut self, value: &NaiveDate) -> &mut Self {
-        self.text(&value.format("%Y-%m-%d").to_string())
-    }
-
-    /// A list in one field, items separated by `;`.
-    pub fn list(&mut self, values: &[String]) -> &mut Self {
-        self.text(&values.join(";"))
-    }
-
-    pub fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         self.out.extend_from_slice(b"\r\n");
     }
 }
 
 /// A row that can be written as JSON (serde), NDJSON or CSV.
-pub trait Record: Serialize {
+pub(crate) trait Record: Serialize {
     /// The CSV header row.
     const CSV_HEADER: &'static [&'static str];
     /// Writes this row's CSV fields, in header order.
@@ -172,7 +136,7 @@ pub trait Record: Serialize {
 }
 
 /// Appends the CSV header row.
-pub fn csv_header(out: &mut Vec<u8>, header: &[&str]) {
+pub(crate) fn csv_header(out: &mut Vec<u8>, header: &[&str]) {
     let mut line = CsvLine::new(out);
     for h in header {
         line.text(h);
@@ -181,7 +145,11 @@ pub fn csv_header(out: &mut Vec<u8>, header: &[&str]) {
 }
 
 /// Appends one row in `format` (JSON rows are bare objects; the caller adds separators).
-pub fn write_row<R: Record>(out: &mut Vec<u8>, format: Format, row: &R) -> Result<(), ApiError> {
+pub(crate) fn write_row<R: Record>(
+    out: &mut Vec<u8>,
+    format: Format,
+    row: &R,
+) -> Result<(), ApiError> {
     match format {
         Format::Json => {
             serde_json::to_writer(&mut *out, row).map_err(|e| ApiError::internal("encode row", e))
@@ -203,7 +171,7 @@ pub fn write_row<R: Record>(out: &mut Vec<u8>, format: Format, row: &R) -> Resul
 
 /// A whole list of rows: CSV with header, NDJSON lines, or for JSON the object
 /// `envelope` with the rows under `key`.
-pub fn render_list<R: Record>(
+pub(crate) fn render_list<R: Record>(
     format: Format,
     rows: &[R],
     envelope: serde_json::Map<String, serde_json::Value>,

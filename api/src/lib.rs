@@ -2,29 +2,36 @@
 //!
 //! - [`rocket`] builds the application from an [`ApiConfig`]; `main.rs` only launches it,
 //!   and tests drive the same application through `rocket::local`.
-//! - [`routes`]: one module per resource; [`chunks`]: keyset-paginated, streamed reads;
-//!   [`raw`]: positional reads of binary results and the row writers; [`format`]: JSON /
-//!   CSV / NDJSON; [`reply`]: responses, ETags; [`state`]: the pool and the one way
-//!   handlers reach the database.
-//! - [`error`]: the one problem+json error type; [`catchers`]: Rocket's own errors as
-//!   problems; [`fairings`]: the request log.
-//! - [`openapi`]: `/openapi.json` and the offline `/docs`; [`task_files`]: the bounded
-//!   `TASK_OUTPUT_DIR` copies of task results.
+//!
+//! The layers, each importing only those below it:
+//! - [`routes`]: one module per resource (HTTP in, [`reply`] out); [`openapi`] documents
+//!   them; [`catchers`] and [`fairings`] wrap them.
+//! - [`read`]: keyset-paginated, streamed reads of every served dataset (declared once
+//!   in `coinflow_shared::dataset`); [`tasks`]: the coin-task decision; [`top_cache`]:
+//!   the `/top` answers by data version; [`task_files`]: the bounded `TASK_OUTPUT_DIR`
+//!   copies of task results.
+//! - [`reply`]: responses, ETags; [`format`]: JSON / CSV / NDJSON; [`rows`]: response
+//!   rows and their OpenAPI schemas; [`params`]: what handlers read from a request;
+//!   [`raw`]: positional reads of binary results.
+//! - [`state`]: the pool and the one way handlers reach the database; [`config`]:
+//!   settings; [`error`]: the one problem+json error type.
 
-pub mod catchers;
-pub mod chunks;
+mod catchers;
 pub mod config;
 pub mod error;
-pub mod fairings;
-pub mod format;
-pub mod openapi;
-pub mod params;
-pub mod raw;
-pub mod reply;
+mod fairings;
+mod format;
+mod openapi;
+mod params;
+mod raw;
+pub mod read;
+mod reply;
 pub mod routes;
-pub mod rows;
+mod rows;
 pub mod state;
-pub mod task_files;
+mod task_files;
+pub mod tasks;
+pub mod top_cache;
 
 pub use config::ApiConfig;
 
@@ -45,11 +52,16 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
         random_key()
     });
     let (pool, reachability) = state::configured_pool(&config);
-    let top_versions = routes::top::VersionChecker::start(pool.clone(), reachability.clone());
+    let top_versions = {
+        let (pool, reachability) = (pool.clone(), reachability.clone());
+        top_cache::VersionChecker::start(move || {
+            state::with_read_conn(&pool, &reachability, top_cache::read_versions)
+        })
+    };
     let state = AppState {
         pool,
         reachability,
-        top_cache: routes::top::TopCache::default(),
+        top_cache: top_cache::TopCache::default(),
         top_versions,
         cold: std::sync::Arc::new(rocket::tokio::sync::Semaphore::new(
             config.cold_permits() as usize

@@ -2,6 +2,7 @@
 //! whose assets are compiled into the binary (no network access needed).
 
 use crate::error::Problem;
+use crate::params::{DatasetName, FormatName};
 use crate::routes::*;
 use crate::rows::*;
 use utoipa::OpenApi;
@@ -20,30 +21,6 @@ fn openapi_json() {}
 ))]
 #[allow(dead_code)]
 fn docs() {}
-
-/// The representations a `format` query value may name (documentation of the enum).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum FormatName {
-    Json,
-    Csv,
-    Ndjson,
-}
-
-/// The datasets served by `/read` (documentation of the enum).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum DatasetName {
-    Market,
-    Daily,
-    Coins,
-    CoinExchanges,
-    Traders,
-    Positions,
-    Rejects,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -84,10 +61,10 @@ pub enum DatasetName {
         DatasetName,
     ))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The routes of `/openapi.json` and `/docs`.
-pub fn routes() -> Vec<rocket::Route> {
+pub(crate) fn routes() -> Vec<rocket::Route> {
     SwaggerUi::new("/docs/<_..>")
         .url("/openapi.json", ApiDoc::openapi())
         .into()

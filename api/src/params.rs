@@ -6,27 +6,26 @@
 use crate::error::ApiError;
 use crate::format::Format;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use coinflow_shared::dataset::Served;
 use coinflow_shared::instant::{self, TIMESTAMP_RANGE_TEXT};
 use rocket::http::ContentType;
 use rocket::request::{FromRequest, Outcome, Request};
 use std::convert::Infallible;
 
 /// The largest chunk a client may ask for.
-pub const MAX_SIZE: u32 = 10_000;
+pub(crate) const MAX_SIZE: u32 = 10_000;
 
 /// The request facts handlers need, gathered by one infallible guard.
-pub struct ReqInfo {
+pub(crate) struct ReqInfo {
     /// Decoded query parameters, in order.
     pairs: Vec<(String, String)>,
     /// The path and query as sent (for ETags).
-    pub uri: String,
-    /// The path alone.
-    pub path: String,
+    pub(crate) uri: String,
     /// The representation `Accept` prefers, if it names one we serve.
-    pub accepted: Option<Format>,
-    pub if_none_match: Option<String>,
-    pub authorization: Option<String>,
-    pub content_type: Option<ContentType>,
+    pub(crate) accepted: Option<Format>,
+    pub(crate) if_none_match: Option<String>,
+    pub(crate) authorization: Option<String>,
+    pub(crate) content_type: Option<ContentType>,
 }
 
 #[rocket::async_trait]
@@ -47,7 +46,6 @@ impl<'r> FromRequest<'r> for ReqInfo {
         Outcome::Success(ReqInfo {
             pairs,
             uri: req.uri().to_string(),
-            path: req.uri().path().to_string(),
             accepted: req.accept().and_then(Format::from_accept),
             if_none_match: header("If-None-Match"),
             authorization: header("Authorization"),
@@ -58,7 +56,7 @@ impl<'r> FromRequest<'r> for ReqInfo {
 
 impl ReqInfo {
     /// Fails with 400 on a parameter not in `allowed`, or given twice.
-    pub fn allow(&self, allowed: &[&str]) -> Result<(), ApiError> {
+    pub(crate) fn allow(&self, allowed: &[&str]) -> Result<(), ApiError> {
         for (i, (name, _)) in self.pairs.iter().enumerate() {
             if !allowed.contains(&name.as_str()) {
                 let accepted = if allowed.is_empty() {
@@ -86,7 +84,7 @@ impl ReqInfo {
     }
 
     /// The value of a parameter.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(n, _)| n == name)
@@ -94,7 +92,7 @@ impl ReqInfo {
     }
 
     /// The value of a parameter, which must not be empty when present.
-    pub fn non_empty(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub(crate) fn non_empty(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.get(name) {
             Some(v) if v.trim().is_empty() => {
                 Err(ApiError::bad_request(format!("{name} must not be empty")))
@@ -104,13 +102,13 @@ impl ReqInfo {
     }
 
     /// The negotiated representation.
-    pub fn format(&self) -> Result<Format, ApiError> {
+    pub(crate) fn format(&self) -> Result<Format, ApiError> {
         Format::negotiate(self.get("format"), self.accepted)
     }
 }
 
 /// A chunk size: an integer in 1..=10 000.
-pub fn parse_size(value: &str) -> Result<u32, ApiError> {
+pub(crate) fn parse_size(value: &str) -> Result<u32, ApiError> {
     let bad = || {
         ApiError::bad_request(format!(
             "size must be an integer from 1 to {MAX_SIZE}, not {value:?}"
@@ -126,7 +124,7 @@ pub fn parse_size(value: &str) -> Result<u32, ApiError> {
 
 /// Which end of a day a bare date stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DayEnd {
+pub(crate) enum DayEnd {
     Start,
     End,
 }
@@ -135,7 +133,11 @@ pub enum DayEnd {
 /// (its start or its end, as `day_end` says) or unix seconds.
 /// An instant outside the range the warehouse holds ([`coinflow_shared::instant`]) is a 400
 /// like any other bad value: PostgreSQL would refuse some of them and could hold none.
-pub fn parse_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_instant(
+    name: &str,
+    value: &str,
+    day_end: DayEnd,
+) -> Result<DateTime<Utc>, ApiError> {
     let out_of_range = || {
         ApiError::bad_request(format!(
             "{name} must lie within {TIMESTAMP_RANGE_TEXT} (the instants the warehouse holds), not {value:?}"
@@ -212,7 +214,7 @@ fn repair_plus(v: &str) -> Option<String> {
 }
 
 /// A positive integer parameter within `range`.
-pub fn parse_int(
+pub(crate) fn parse_int(
     name: &str,
     value: &str,
     range: std::ops::RangeInclusive<i64>,
@@ -231,6 +233,34 @@ pub fn parse_int(
         Err(bad())
     }
 }
+
+/// The representations a `format` query value may name (documentation of the enum).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum FormatName {
+    Json,
+    Csv,
+    Ndjson,
+}
+
+/// The datasets served by `/read` (documentation of the enum): their names, from the
+/// served datasets' declarations.
+pub(crate) struct DatasetName;
+
+impl utoipa::PartialSchema for DatasetName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "The datasets served by `/read` (documentation of the enum).",
+            ))
+            .enum_values(Some(Served::ALL.iter().map(|s| s.name())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DatasetName {}
 
 #[cfg(test)]
 mod tests {
@@ -252,7 +282,6 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             uri: String::new(),
-            path: String::new(),
             accepted: None,
             if_none_match: None,
             authorization: None,

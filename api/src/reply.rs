@@ -2,20 +2,23 @@
 //! database task), a content type, extra headers, and conditional-request support
 //! (`ETag`, `If-None-Match` → 304).
 
-use crate::error::ApiError;
 use crate::format::Format;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
 use rocket::response::stream::ReaderStream;
 use rocket::response::{self, Responder, Response};
 use rocket::tokio::sync::mpsc;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Cursor;
 use std::sync::Arc;
 
 /// The largest piece Rocket hands to hyper at once.
 const MAX_WRITE: usize = 1 << 20;
+
+/// The largest piece of a streamed body: a chunk's body is handed to the response stream
+/// in pieces of at most this size, and one that fits in one piece goes out with a
+/// `Content-Length`.
+pub(crate) const PIECE_BYTES: usize = 256 * 1024;
 
 enum Body {
     Bytes(Vec<u8>),
@@ -25,7 +28,7 @@ enum Body {
 }
 
 /// A successful response.
-pub struct Reply {
+pub(crate) struct Reply {
     status: Status,
     content_type: Option<ContentType>,
     body: Body,
@@ -33,13 +36,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json<T: Serialize>(value: &T) -> Result<Reply, ApiError> {
-        let bytes =
-            serde_json::to_vec(value).map_err(|e| ApiError::internal("encode response", e))?;
-        Ok(Reply::bytes(ContentType::JSON, bytes))
-    }
-
-    pub fn bytes(content_type: ContentType, bytes: Vec<u8>) -> Reply {
+    pub(crate) fn bytes(content_type: ContentType, bytes: Vec<u8>) -> Reply {
         Reply {
             status: Status::Ok,
             content_type: Some(content_type),
@@ -48,12 +45,12 @@ impl Reply {
         }
     }
 
-    pub fn formatted(format: Format, bytes: Vec<u8>) -> Reply {
+    pub(crate) fn formatted(format: Format, bytes: Vec<u8>) -> Reply {
         Reply::bytes(format.content_type(), bytes)
     }
 
     /// A body shared with a cache.
-    pub fn shared(format: Format, bytes: Arc<[u8]>) -> Reply {
+    pub(crate) fn shared(format: Format, bytes: Arc<[u8]>) -> Reply {
         Reply {
             status: Status::Ok,
             content_type: Some(format.content_type()),
@@ -63,7 +60,7 @@ impl Reply {
     }
 
     /// A body streamed from pieces sent on `rx`; the response ends when the sender drops.
-    pub fn stream(content_type: ContentType, rx: mpsc::Receiver<Vec<u8>>) -> Reply {
+    pub(crate) fn stream(content_type: ContentType, rx: mpsc::Receiver<Vec<u8>>) -> Reply {
         Reply {
             status: Status::Ok,
             content_type: Some(content_type),
@@ -72,7 +69,7 @@ impl Reply {
         }
     }
 
-    pub fn not_modified(etag: &str) -> Reply {
+    pub(crate) fn not_modified(etag: &str) -> Reply {
         Reply {
             status: Status::NotModified,
             content_type: None,
@@ -81,12 +78,12 @@ impl Reply {
         }
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push(Header::new(name, value.into()));
         self
     }
 
-    pub fn etag(self, etag: &str) -> Reply {
+    pub(crate) fn etag(self, etag: &str) -> Reply {
         self.header("ETag", etag.to_string())
     }
 }
@@ -121,7 +118,7 @@ impl<'r> Responder<'r, 'static> for Reply {
                     rx.recv().await.map(|piece| (Cursor::new(piece), rx))
                 });
                 response.streamed_body(ReaderStream::from(pieces));
-                response.max_chunk_size(crate::chunks::PIECE_BYTES);
+                response.max_chunk_size(PIECE_BYTES);
             }
             Body::Empty => {}
         }
@@ -130,7 +127,7 @@ impl<'r> Responder<'r, 'static> for Reply {
 }
 
 /// A strong entity tag from the parts that determine a response's bytes.
-pub fn etag(parts: &[&str]) -> String {
+pub(crate) fn etag(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());
@@ -142,7 +139,7 @@ pub fn etag(parts: &[&str]) -> String {
 }
 
 /// Whether an `If-None-Match` header value matches `etag` (weak comparison, `*` matches).
-pub fn none_match(header: Option<&str>, etag: &str) -> bool {
+pub(crate) fn none_match(header: Option<&str>, etag: &str) -> bool {
     let Some(header) = header else { return false };
     let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
     header

@@ -21,7 +21,7 @@
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::routes::top::{TopCache, VersionChecker};
+use crate::top_cache::{TopCache, VersionChecker};
 use coinflow_shared::cursor::CursorCodec;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -37,9 +37,9 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// How long one wait for a pooled connection lasts before the pool's health is checked.
 pub const CHECKOUT_SLICE: Duration = Duration::from_millis(250);
 /// The longest a request waits for a connection while the database is reachable.
-pub const OVERLOAD_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const OVERLOAD_WAIT: Duration = Duration::from_secs(20);
 /// A chunk of more rows than this is expensive work, bounded like a cold `/top`.
-pub const LARGE_CHUNK: u32 = 1000;
+pub(crate) const LARGE_CHUNK: u32 = 1000;
 
 /// A pooled connection with what the pool needs to know about its last use.
 pub struct ApiConn {
@@ -169,14 +169,14 @@ pub fn configured_pool(config: &ApiConfig) -> (ApiPool, Arc<Reachability>) {
 
 /// Managed by Rocket; handlers take `&State<AppState>`.
 pub struct AppState {
-    pub pool: ApiPool,
+    pub(crate) pool: ApiPool,
     pub reachability: Arc<Reachability>,
-    pub codec: CursorCodec,
+    pub(crate) codec: CursorCodec,
     /// `TASK_OUTPUT_DIR`, bounded; shared with the blocking threads that write to it.
-    pub task_files: Option<Arc<crate::task_files::TaskFiles>>,
-    pub write_token: Option<String>,
+    pub(crate) task_files: Option<Arc<crate::task_files::TaskFiles>>,
+    pub(crate) write_token: Option<String>,
     pub top_cache: TopCache,
-    pub top_versions: VersionChecker,
+    pub(crate) top_versions: VersionChecker,
     /// Permits for expensive work (see the module documentation).
     pub cold: Arc<Semaphore>,
 }
@@ -267,7 +267,7 @@ impl AppState {
 
     /// Runs `work` with a pooled connection on the blocking thread pool (diesel is
     /// synchronous), once: for work that writes. An unreachable database becomes 503.
-    pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
+    pub(crate) async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
@@ -287,7 +287,7 @@ impl AppState {
 
     /// Like [`AppState::db`] for read-only work, which may run a second time on a fresh
     /// connection when a pooled one turns out dead (see [`with_read_conn`]).
-    pub async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnMut(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,

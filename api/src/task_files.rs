@@ -5,18 +5,13 @@
 //! directory is scanned once at start). Files whose names do not look like task files are
 //! never touched.
 
-use crate::routes::tasks::TaskReport;
+use crate::tasks::TaskReport;
 use chrono::Utc;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
-
-/// Default of `TASK_OUTPUT_MAX_FILES`.
-pub const DEFAULT_MAX_FILES: usize = 10_000;
-/// Default of `TASK_OUTPUT_MAX_BYTES` (1 GiB).
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 const PREFIX: &str = "output_file_";
 const SUFFIX: &str = ".json";
@@ -38,7 +33,7 @@ struct Kept {
 }
 
 /// The bounded directory of task files.
-pub struct TaskFiles {
+pub(crate) struct TaskFiles {
     dir: PathBuf,
     max_files: usize,
     max_bytes: u64,
@@ -53,7 +48,7 @@ fn is_task_file(name: &str) -> bool {
 
 impl TaskFiles {
     /// Takes stock of the task files already in `dir` (and trims them to the caps).
-    pub fn open(dir: PathBuf, max_files: usize, max_bytes: u64) -> TaskFiles {
+    pub(crate) fn open(dir: PathBuf, max_files: usize, max_bytes: u64) -> TaskFiles {
         let mut found: Vec<(String, u64)> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .filter_map(Result::ok)
@@ -86,13 +81,9 @@ impl TaskFiles {
         files
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes the accepted records of `report`, then removes the oldest files beyond the
     /// caps. A task that accepted nothing writes nothing (`Ok(None)`).
-    pub fn write(&self, report: &TaskReport) -> std::io::Result<Option<PathBuf>> {
+    pub(crate) fn write(&self, report: &TaskReport) -> std::io::Result<Option<PathBuf>> {
         if report.accepted.is_empty() {
             return Ok(None);
         }
@@ -151,7 +142,8 @@ impl TaskFiles {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::routes::tasks::Accepted;
+    use crate::tasks::Accepted;
+    use std::path::Path;
 
     fn report(run: i64, accepted: &[&str]) -> TaskReport {
         TaskReport {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use coinflow_api::chunks::{explain, explain_with, statements, Filters, Source};
+use coinflow_api::read::{explain, explain_with, statements, Filters, Source};
 use coinflow_shared::cursor::{Cursor, CursorCodec};
 use coinflow_shared::dataset::Served;
 use common::{App, Reply};

@@ -7,7 +7,7 @@
 
 mod common;
 
-use coinflow_api::routes::tasks::{decide, decide_in_run, take_task_run};
+use coinflow_api::tasks::{decide, decide_in_run, take_task_run};
 use coinflow_shared::testdb::TestDb;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;

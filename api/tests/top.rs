@@ -4,8 +4,9 @@
 
 mod common;
 
-use coinflow_api::routes::top::{MAX_CACHED_ROWS, MAX_ENTRIES, MAX_LIMIT};
+use coinflow_api::routes::top::MAX_LIMIT;
 use coinflow_api::state::AppState;
+use coinflow_api::top_cache::{MAX_CACHED_ROWS, MAX_ENTRIES};
 use coinflow_api::ApiConfig;
 use coinflow_shared::testdb::TestDb;
 use common::App;

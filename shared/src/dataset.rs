@@ -1,6 +1,9 @@
 //! The dataset registry: which input datasets exist, how a CSV header is recognised as
 //! one of them (one global alias map, then the first dataset in detection order whose
-//! required columns are present), and which datasets the API serves in which key order.
+//! required columns are present), and the declarations of the datasets the API serves
+//! ([`Shape`], one per served dataset: table, columns, key, filters, data versions). The
+//! declarations live here, beside the schema, so that the ETL and the API read the same
+//! ones; the API's chunk reader is derived from them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -466,7 +469,7 @@ pub fn detect(header: &[&str], file_name: &str) -> Option<Detected> {
     None
 }
 
-/// A dataset the API serves, with its key order.
+/// A dataset the API serves. Its shape is declared once, in [`Shape`] (see [`Served::shape`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Served {
     Market,
@@ -489,17 +492,23 @@ impl Served {
         Served::Rejects,
     ];
 
+    /// The one declaration of this dataset: its table, columns, key, filters and data
+    /// versions.
+    pub const fn shape(self) -> &'static Shape {
+        match self {
+            Served::Market => &MARKET,
+            Served::Daily => &DAILY,
+            Served::Coins => &COINS,
+            Served::CoinExchanges => &COIN_EXCHANGES,
+            Served::Traders => &TRADERS,
+            Served::Positions => &POSITIONS,
+            Served::Rejects => &REJECTS,
+        }
+    }
+
     /// The name used in URLs, cursors and `data_versions`.
     pub const fn name(self) -> &'static str {
-        match self {
-            Served::Market => "market",
-            Served::Daily => "daily",
-            Served::Coins => "coins",
-            Served::CoinExchanges => "coin_exchanges",
-            Served::Traders => "traders",
-            Served::Positions => "positions",
-            Served::Rejects => "rejects",
-        }
+        self.shape().name
     }
 
     pub fn from_name(name: &str) -> Option<Served> {
@@ -508,17 +517,322 @@ impl Served {
 
     /// The key order of chunked reads.
     pub const fn key_columns(self) -> &'static [&'static str] {
+        self.shape().key
+    }
+}
+
+// The served datasets' declarations.
+//
+// A served dataset is one table read in its primary-key order: each declaration says
+// which table, which columns go out (wire name, where the value comes from, what it
+// holds, whether it may be NULL), the key, the filters it takes and the data versions
+// its bytes depend on. The API's chunk reader derives its statements, cursors, CSV
+// headers and versions from these alone, and tests hold them against the migrations
+// (`information_schema.columns`) and the OpenAPI row schemas. Adding a served dataset
+// means: its migration, a declaration here with a `Served` variant, and its row schema
+// in the API's OpenAPI document.
+
+/// What a served value holds, which decides how it is bound, decoded and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int4,
+    Int8,
+    Float8,
+    Timestamptz,
+    Date,
+    TextArray,
+}
+
+impl Kind {
+    /// PostgreSQL's name of the type (`information_schema.columns.udt_name`).
+    pub const fn udt_name(self) -> &'static str {
         match self {
-            Served::Market => &["coin_id", "ts"],
-            Served::Daily => &["coin_id", "day"],
-            Served::Coins => &["id"],
-            Served::CoinExchanges => &["coin_id"],
-            Served::Traders => &["person_id"],
-            Served::Positions => &["person_id", "coin_id"],
-            Served::Rejects => &["run_id", "file", "line"],
+            Kind::Text => "text",
+            Kind::Int4 => "int4",
+            Kind::Int8 => "int8",
+            Kind::Float8 => "float8",
+            Kind::Timestamptz => "timestamptz",
+            Kind::Date => "date",
+            Kind::TextArray => "_text",
         }
     }
 }
+
+/// A served column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedColumn {
+    /// The name on the wire (JSON key, CSV header).
+    pub name: &'static str,
+    /// The column of the dataset's table it reads; `None` for a value of a joined table.
+    pub column: Option<&'static str>,
+    /// The SQL that yields it when it is not the bare column `t.<column>`.
+    pub expr: Option<&'static str>,
+    pub kind: Kind,
+    pub nullable: bool,
+}
+
+impl ServedColumn {
+    /// The table column `name`, served as is, never NULL.
+    pub const fn new(name: &'static str, kind: Kind) -> ServedColumn {
+        ServedColumn {
+            name,
+            column: Some(name),
+            expr: None,
+            kind,
+            nullable: false,
+        }
+    }
+
+    /// A value of a joined table, from `expr`, never NULL.
+    pub const fn joined(name: &'static str, expr: &'static str, kind: Kind) -> ServedColumn {
+        ServedColumn {
+            name,
+            column: None,
+            expr: Some(expr),
+            kind,
+            nullable: false,
+        }
+    }
+
+    /// The same, possibly NULL.
+    pub const fn nullable(self) -> ServedColumn {
+        ServedColumn {
+            nullable: true,
+            ..self
+        }
+    }
+
+    /// The same, computed by `expr` from the column.
+    pub const fn computed(self, expr: &'static str) -> ServedColumn {
+        ServedColumn {
+            expr: Some(expr),
+            ..self
+        }
+    }
+
+    /// The same, read from table column `column` (served under its own wire name).
+    pub const fn from_column(self, column: &'static str) -> ServedColumn {
+        ServedColumn {
+            column: Some(column),
+            ..self
+        }
+    }
+}
+
+/// A filter a dataset takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `coin=`: on the table's `coin_id`.
+    Coin,
+    /// `from=` / `to=`: on this column (a timestamp, or a date that overlaps the range).
+    TimeRange(&'static str),
+    /// `run=`: on the table's `run_id`.
+    Run,
+}
+
+/// A table joined to the rows already cut to the chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Join {
+    /// `<table> <alias> ON <condition>`.
+    pub clause: &'static str,
+    /// The joined column bounded like the scan's leading `coin_id`.
+    pub bound: &'static str,
+}
+
+/// The declaration of a served dataset (see the comment above [`Kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// The name used in URLs, cursors and the first of its data versions.
+    pub name: &'static str,
+    pub table: &'static str,
+    /// The served columns, in order.
+    pub columns: &'static [ServedColumn],
+    /// The sort key, which is also the primary key (table columns).
+    pub key: &'static [&'static str],
+    pub filters: &'static [Filter],
+    /// The `data_versions` keys its bytes depend on: its own first (the one cursors
+    /// carry), then any it joins.
+    pub versioned_by: &'static [&'static str],
+    pub join: Option<Join>,
+    /// Columns of the table that are deliberately not served.
+    pub unserved: &'static [&'static str],
+}
+
+impl Shape {
+    /// Whether the dataset takes `filter`.
+    pub fn takes(&self, filter: Filter) -> bool {
+        self.filters.contains(&filter)
+    }
+
+    /// The column and kind of the `from=`/`to=` filter, when it takes one.
+    pub fn time_range(&self) -> Option<(&'static str, Kind)> {
+        self.filters.iter().find_map(|f| match f {
+            Filter::TimeRange(column) => self.column(column).map(|c| (*column, c.kind)),
+            _ => None,
+        })
+    }
+
+    /// The served column that reads table column `column`.
+    pub fn column(&self, column: &str) -> Option<&'static ServedColumn> {
+        self.columns.iter().find(|c| c.column == Some(column))
+    }
+}
+
+use Kind::{Date, Float8, Int4, Int8, Text, TextArray, Timestamptz};
+
+const fn col(name: &'static str, kind: Kind) -> ServedColumn {
+    ServedColumn::new(name, kind)
+}
+
+/// Price snapshots with the coin's symbol and name joined in.
+pub const MARKET: Shape = Shape {
+    name: "market",
+    table: "market",
+    columns: &[
+        col("coin_id", Text),
+        // Symbols are stored as each source writes them (`btc`, `BTC`) and served in
+        // upper case, as the original service's top list did.
+        ServedColumn::joined("symbol", "upper(c.symbol)", Text),
+        ServedColumn::joined("name", "c.name", Text),
+        col("ts", Timestamptz),
+        col("price_usd", Float8),
+        col("market_cap_usd", Float8).nullable(),
+        col("volume_24h_usd", Float8).nullable(),
+        col("rank", Int4).nullable(),
+        col("rank_source", Text).nullable(),
+    ],
+    key: &["coin_id", "ts"],
+    filters: &[Filter::Coin, Filter::TimeRange("ts")],
+    versioned_by: &["market", "coins"],
+    join: Some(Join {
+        clause: "coins c ON c.id = t.coin_id",
+        bound: "c.id",
+    }),
+    unserved: &[],
+};
+
+/// One row per coin-day.
+pub const DAILY: Shape = Shape {
+    name: "daily",
+    table: "daily",
+    columns: &[
+        col("coin_id", Text),
+        col("day", Date),
+        col("open", Float8),
+        col("high", Float8),
+        col("low", Float8),
+        col("close", Float8),
+        col("avg_price", Float8),
+        col("max_market_cap_usd", Float8).nullable(),
+        col("last_volume_usd", Float8).nullable(),
+        col("samples", Int4),
+        col("source", Text),
+    ],
+    key: &["coin_id", "day"],
+    filters: &[Filter::Coin, Filter::TimeRange("day")],
+    versioned_by: &["daily"],
+    join: None,
+    unserved: &[],
+};
+
+/// The coin dimension.
+pub const COINS: Shape = Shape {
+    name: "coins",
+    table: "coins",
+    columns: &[
+        col("id", Text),
+        col("symbol", Text).computed("upper(t.symbol)"),
+        col("name", Text),
+        col("cmc_id", Int8).nullable(),
+    ],
+    key: &["id"],
+    filters: &[],
+    versioned_by: &["coins"],
+    join: None,
+    // How the ETL came to know the coin (a listing, or a file's own symbol).
+    unserved: &["origin"],
+};
+
+/// The exchanges each coin is listed on.
+pub const COIN_EXCHANGES: Shape = Shape {
+    name: "coin_exchanges",
+    table: "coin_exchanges",
+    columns: &[
+        col("coin_id", Text),
+        col("exchanges", TextArray),
+        col("exchange_count", Int4),
+    ],
+    key: &["coin_id"],
+    filters: &[Filter::Coin],
+    versioned_by: &["coin_exchanges"],
+    join: None,
+    unserved: &[],
+};
+
+/// One row per person, with their latest trade.
+pub const TRADERS: Shape = Shape {
+    name: "traders",
+    table: "traders",
+    columns: &[
+        col("person_id", Int8),
+        col("first_name", Text),
+        col("last_name", Text),
+        col("email", Text),
+        col("date_added", Timestamptz).nullable(),
+        col("last_trade_ts", Timestamptz).nullable(),
+        col("last_trade_coin_id", Text).nullable(),
+        col("last_trade_side", Text).nullable(),
+        col("last_trade_quantity", Float8).nullable(),
+        col("last_trade_price", Float8).nullable(),
+        col("trade_count", Int8),
+    ],
+    key: &["person_id"],
+    filters: &[],
+    versioned_by: &["traders"],
+    join: None,
+    unserved: &[],
+};
+
+/// One row per person and coin traded.
+pub const POSITIONS: Shape = Shape {
+    name: "positions",
+    table: "positions",
+    columns: &[
+        col("person_id", Int8),
+        col("coin_id", Text),
+        col("net_quantity", Float8),
+        col("trade_count", Int8),
+        col("avg_buy_price", Float8).nullable(),
+        col("last_price_usd", Float8).nullable(),
+        col("market_value_usd", Float8).nullable(),
+    ],
+    key: &["person_id", "coin_id"],
+    filters: &[Filter::Coin],
+    versioned_by: &["positions"],
+    join: None,
+    unserved: &[],
+};
+
+/// The rows the ETL rejected, by run, file and line.
+pub const REJECTS: Shape = Shape {
+    name: "rejects",
+    table: "etl_rejects",
+    columns: &[
+        col("run_id", Int8),
+        col("file", Text),
+        col("line", Int8),
+        col("column_name", Text).nullable(),
+        col("raw_value", Text).nullable(),
+        col("reason", Text),
+        col("raw_line", Text),
+    ],
+    key: &["run_id", "file", "line"],
+    filters: &[Filter::Run],
+    versioned_by: &["rejects"],
+    join: None,
+    unserved: &[],
+};
 
 #[cfg(test)]
 mod tests {
@@ -663,5 +977,17 @@ mod tests {
             detect_str("\u{feff}id,symbol,name", "x.csv").map(|d| d.dataset),
             Some(Dataset::Coins)
         );
+    }
+
+    #[test]
+    fn every_served_key_column_is_a_served_table_column() {
+        for served in Served::ALL {
+            let shape = served.shape();
+            for key in shape.key {
+                assert!(shape.column(key).is_some(), "{}: key {key}", shape.name);
+            }
+            assert_eq!(shape.versioned_by.first(), Some(&shape.name));
+            assert_eq!(Served::from_name(served.name()), Some(served));
+        }
     }
 }

@@ -23,15 +23,15 @@ ORDER BY e.exchange";
 
 /// The JSON shape of `/exchanges/stats`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ExchangeStatsDoc {
-    pub data: Vec<ExchangeStatRow>,
+pub(crate) struct ExchangeStatsDoc {
+    pub(crate) data: Vec<ExchangeStatRow>,
 }
 
 /// Exchange statistics over the task results.
 #[utoipa::path(get, path = "/exchanges/stats", tag = "tasks",
     params(
         ("contains" = Option<String>, Query, description = "only exchange ids containing this text (case-insensitive)"),
-        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
+        ("format" = Option<crate::params::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "`{data:[{exchange, coins, median_task_run}]}` by exchange id", content((ExchangeStatsDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
@@ -40,7 +40,7 @@ pub struct ExchangeStatsDoc {
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/exchanges/stats")]
-pub async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["contains", "format"])?;
     let format = info.format()?;
     let contains = info
@@ -56,7 +56,7 @@ pub async fn stats(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiE
                 .read_only()
                 .repeatable_read()
                 .run(|conn| {
-                    let tasks = crate::chunks::task_state(conn)?;
+                    let tasks = crate::read::task_state(conn)?;
                     let tag = etag(&["exchange-stats", &tasks, format.name(), &seed]);
                     if none_match(if_none_match.as_deref(), &tag) {
                         return Ok(Err(tag));

@@ -14,9 +14,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `live` or `ready`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
 }
 
 /// The process is alive (no database access).
@@ -24,7 +24,7 @@ pub struct Health {
     (status = 200, description = "Alive", body = Health),
 ))]
 #[rocket::get("/health/live")]
-pub fn live(info: ReqInfo) -> Result<Json<Health>, ApiError> {
+pub(crate) fn live(info: ReqInfo) -> Result<Json<Health>, ApiError> {
     info.allow(&[])?;
     Ok(Json(Health { status: "live" }))
 }
@@ -42,7 +42,10 @@ struct Finished {
         body = crate::error::Problem, content_type = "application/problem+json"),
 ))]
 #[rocket::get("/health/ready")]
-pub async fn ready(state: &State<AppState>, info: ReqInfo) -> Result<Json<Health>, ApiError> {
+pub(crate) async fn ready(
+    state: &State<AppState>,
+    info: ReqInfo,
+) -> Result<Json<Health>, ApiError> {
     info.allow(&[])?;
     let not_ready = |why: &str| ApiError::NotReady(format!("not ready: {why}"));
     let (migrated, finished) = state

@@ -7,9 +7,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
-pub struct StatusOk {
+pub(crate) struct StatusOk {
     /// Always `OK`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
 }
 
 /// The API is up.
@@ -18,7 +18,7 @@ pub struct StatusOk {
     (status = 400, description = "Unknown query parameter", body = crate::error::Problem, content_type = "application/problem+json"),
 ))]
 #[rocket::get("/")]
-pub fn index(info: ReqInfo) -> Result<Json<StatusOk>, ApiError> {
+pub(crate) fn index(info: ReqInfo) -> Result<Json<StatusOk>, ApiError> {
     info.allow(&[])?;
     Ok(Json(StatusOk { status: "OK" }))
 }

@@ -1,15 +1,15 @@
 //! The HTTP resources, one module each.
 
-pub mod exchanges;
-pub mod health;
-pub mod index;
-pub mod read;
-pub mod runs;
-pub mod tasks;
+pub(crate) mod exchanges;
+pub(crate) mod health;
+pub(crate) mod index;
+pub(crate) mod read;
+pub(crate) mod runs;
+pub(crate) mod tasks;
 pub mod top;
 
 /// Every route of the API (the OpenAPI document and `/docs` are mounted separately).
-pub fn all() -> Vec<rocket::Route> {
+pub(crate) fn all() -> Vec<rocket::Route> {
     rocket::routes![
         index::index,
         health::live,

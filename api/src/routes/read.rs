@@ -1,9 +1,9 @@
 //! Chunked reads of the served datasets: `GET /read/first-chunk`, `GET /read/next-chunk`
-//! and `GET /read/{dataset}`. The work is done by [`crate::chunks`].
+//! and `GET /read/{dataset}`. The work is done by [`crate::read`].
 
-use crate::chunks::{plan_from_request, serve, Source};
 use crate::error::ApiError;
 use crate::params::ReqInfo;
+use crate::read::{plan_from_request, serve, Source};
 use crate::reply::Reply;
 use crate::state::AppState;
 use coinflow_shared::dataset::Served;
@@ -26,13 +26,13 @@ fn served(name: &str) -> Result<Source, ApiError> {
 /// The first chunk of a dataset (`market` unless `dataset=`).
 #[utoipa::path(get, path = "/read/first-chunk", tag = "read",
     params(
-        ("dataset" = Option<crate::openapi::DatasetName>, Query, description = "the dataset, market by default"),
+        ("dataset" = Option<crate::params::DatasetName>, Query, description = "the dataset, market by default"),
         ("size" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "rows per chunk, 1..=10000, default 10"),
         ("coin" = Option<String>, Query, min_length = 1, description = "only this coin (market, daily, coin_exchanges, positions)"),
         ("from" = Option<String>, Query, pattern = "^((197[1-9]|19[89][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?|[0-9]{1,10})$", description = "from this instant, inclusive (market, daily): ISO-8601 date-time, date (YYYY-MM-DD) or unix seconds"),
         ("to" = Option<String>, Query, pattern = "^((197[1-9]|19[89][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?|[0-9]{1,10})$", description = "up to this instant, inclusive (market, daily); a bare date means its end"),
         ("run" = Option<i64>, Query, minimum = 1, description = "only this ETL run (rejects)"),
-        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
+        ("format" = Option<crate::params::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "A chunk: `{dataset, version, size, data, next_cursor, has_more}` (JSON), or rows as CSV/NDJSON; `Link: <…>; rel=\"next\"` when more follow",
@@ -42,7 +42,7 @@ fn served(name: &str) -> Result<Source, ApiError> {
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/first-chunk")]
-pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["dataset", "size", "coin", "from", "to", "run", "format"])?;
     let source = served(info.non_empty("dataset")?.unwrap_or("market"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -55,7 +55,7 @@ pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply
     params(
         ("cursor" = String, Query, min_length = 1, description = "next_cursor of the previous chunk (an HMAC-signed token: only the server makes valid ones)"),
         ("size" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "rows per chunk, 1..=10000, default 10"),
-        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
+        ("format" = Option<crate::params::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "The next chunk", content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
@@ -65,7 +65,7 @@ pub async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/next-chunk")]
-pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
+pub(crate) async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply, ApiError> {
     info.allow(&["cursor", "size", "format"])?;
     if info.non_empty("cursor")?.is_none() {
         return Err(ApiError::bad_request(
@@ -81,14 +81,14 @@ pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply,
 /// coin_id), rejects (run_id, file, line).
 #[utoipa::path(get, path = "/read/{dataset}", tag = "read",
     params(
-        ("dataset" = crate::openapi::DatasetName, Path, description = "the dataset"),
+        ("dataset" = crate::params::DatasetName, Path, description = "the dataset"),
         ("size" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "rows per chunk, 1..=10000, default 10"),
         ("cursor" = Option<String>, Query, min_length = 1, description = "next_cursor of the previous chunk (an HMAC-signed token: only the server makes valid ones)"),
         ("coin" = Option<String>, Query, min_length = 1, description = "only this coin (market, daily, coin_exchanges, positions)"),
         ("from" = Option<String>, Query, pattern = "^((197[1-9]|19[89][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?|[0-9]{1,10})$", description = "from this instant, inclusive (market, daily): ISO-8601 date-time, date (YYYY-MM-DD) or unix seconds"),
         ("to" = Option<String>, Query, pattern = "^((197[1-9]|19[89][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?|[0-9]{1,10})$", description = "up to this instant, inclusive (market, daily); a bare date means its end"),
         ("run" = Option<i64>, Query, minimum = 1, description = "only this ETL run (rejects)"),
-        ("format" = Option<crate::openapi::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
+        ("format" = Option<crate::params::FormatName>, Query, description = "json (default), csv or ndjson; else the Accept header decides"),
     ),
     responses(
         (status = 200, description = "A chunk", content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
@@ -99,7 +99,7 @@ pub async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result<Reply,
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/<dataset>")]
-pub async fn dataset(
+pub(crate) async fn dataset(
     state: &State<AppState>,
     dataset: &str,
     info: ReqInfo,
@@ -117,15 +117,15 @@ pub async fn dataset(
 
 /// The JSON shape of a chunk (documentation only; chunks are written as a stream).
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ChunkDoc {
-    pub dataset: String,
+pub(crate) struct ChunkDoc {
+    pub(crate) dataset: String,
     /// The dataset's data version.
-    pub version: i64,
+    pub(crate) version: i64,
     /// The chunk size.
-    pub size: u32,
+    pub(crate) size: u32,
     /// The rows, in key order.
-    pub data: Vec<serde_json::Value>,
+    pub(crate) data: Vec<serde_json::Value>,
     /// Pass to `/read/next-chunk?cursor=`; null on the last chunk.
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+    pub(crate) next_cursor: Option<String>,
+    pub(crate) has_more: bool,
 }

@@ -14,40 +14,40 @@ use utoipa::ToSchema;
 
 /// One input file of a run.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct FileView {
-    pub path: String,
-    pub dataset: Option<String>,
+pub(crate) struct FileView {
+    pub(crate) path: String,
+    pub(crate) dataset: Option<String>,
     /// `loaded`, `set_aside` or `unrecognized`.
-    pub status: String,
-    pub reason: Option<String>,
-    pub sha256: String,
-    pub size_bytes: i64,
-    pub seconds: f64,
+    pub(crate) status: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) sha256: String,
+    pub(crate) size_bytes: i64,
+    pub(crate) seconds: f64,
     #[serde(flatten)]
-    pub counts: Counts,
+    pub(crate) counts: Counts,
 }
 
 /// An ETL run.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RunView {
-    pub id: i64,
+pub(crate) struct RunView {
+    pub(crate) id: i64,
     /// `running`, `ok`, `partial`, `failed` or `abandoned`.
-    pub status: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub host: String,
-    pub data_dir: String,
-    pub message: Option<String>,
-    pub totals: Counts,
-    pub files: Vec<FileView>,
+    pub(crate) status: String,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+    pub(crate) host: String,
+    pub(crate) data_dir: String,
+    pub(crate) message: Option<String>,
+    pub(crate) totals: Counts,
+    pub(crate) files: Vec<FileView>,
     /// The run's full summary (only on `/runs/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<serde_json::Value>,
+    pub(crate) summary: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RunList {
-    pub data: Vec<RunView>,
+pub(crate) struct RunList {
+    pub(crate) data: Vec<RunView>,
 }
 
 fn view(run: EtlRun, files: Vec<EtlFile>, with_summary: bool) -> RunView {
@@ -99,7 +99,10 @@ fn files_of(conn: &mut PgConnection, run_ids: &[i64]) -> QueryResult<Vec<EtlFile
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/runs")]
-pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList>, ApiError> {
+pub(crate) async fn list(
+    state: &State<AppState>,
+    info: ReqInfo,
+) -> Result<Json<RunList>, ApiError> {
     info.allow(&["limit"])?;
     let limit = info
         .get("limit")
@@ -139,7 +142,7 @@ pub async fn list(state: &State<AppState>, info: ReqInfo) -> Result<Json<RunList
         (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/runs/<id>")]
-pub async fn one(
+pub(crate) async fn one(
     state: &State<AppState>,
     id: &str,
     info: ReqInfo,
