@@ -5,6 +5,7 @@
 //! declarations live here, beside the schema, so that the ETL and the API read the same
 //! ones; the API's chunk reader is derived from them.
 
+use crate::ledger::Versioned;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -653,7 +654,7 @@ pub struct Shape {
     pub filters: &'static [Filter],
     /// The `data_versions` keys its bytes depend on: its own first (the one cursors
     /// carry), then any it joins.
-    pub versioned_by: &'static [&'static str],
+    pub versioned_by: &'static [Versioned],
     pub join: Option<Join>,
     /// Columns of the table that are deliberately not served.
     pub unserved: &'static [&'static str],
@@ -704,7 +705,7 @@ pub const MARKET: Shape = Shape {
     ],
     key: &["coin_id", "ts"],
     filters: &[Filter::Coin, Filter::TimeRange("ts")],
-    versioned_by: &["market", "coins"],
+    versioned_by: &[Versioned::Market, Versioned::Coins],
     join: Some(Join {
         clause: "coins c ON c.id = t.coin_id",
         bound: "c.id",
@@ -731,7 +732,7 @@ pub const DAILY: Shape = Shape {
     ],
     key: &["coin_id", "day"],
     filters: &[Filter::Coin, Filter::TimeRange("day")],
-    versioned_by: &["daily"],
+    versioned_by: &[Versioned::Daily],
     join: None,
     unserved: &[],
 };
@@ -748,7 +749,7 @@ pub const COINS: Shape = Shape {
     ],
     key: &["id"],
     filters: &[],
-    versioned_by: &["coins"],
+    versioned_by: &[Versioned::Coins],
     join: None,
     // How the ETL came to know the coin (a listing, or a file's own symbol).
     unserved: &["origin"],
@@ -765,7 +766,7 @@ pub const COIN_EXCHANGES: Shape = Shape {
     ],
     key: &["coin_id"],
     filters: &[Filter::Coin],
-    versioned_by: &["coin_exchanges"],
+    versioned_by: &[Versioned::CoinExchanges],
     join: None,
     unserved: &[],
 };
@@ -789,7 +790,7 @@ pub const TRADERS: Shape = Shape {
     ],
     key: &["person_id"],
     filters: &[],
-    versioned_by: &["traders"],
+    versioned_by: &[Versioned::Traders],
     join: None,
     unserved: &[],
 };
@@ -809,7 +810,7 @@ pub const POSITIONS: Shape = Shape {
     ],
     key: &["person_id", "coin_id"],
     filters: &[Filter::Coin],
-    versioned_by: &["positions"],
+    versioned_by: &[Versioned::Positions],
     join: None,
     unserved: &[],
 };
@@ -829,7 +830,7 @@ pub const REJECTS: Shape = Shape {
     ],
     key: &["run_id", "file", "line"],
     filters: &[Filter::Run],
-    versioned_by: &["rejects"],
+    versioned_by: &[Versioned::Rejects],
     join: None,
     unserved: &[],
 };
@@ -986,7 +987,7 @@ mod tests {
             for key in shape.key {
                 assert!(shape.column(key).is_some(), "{}: key {key}", shape.name);
             }
-            assert_eq!(shape.versioned_by.first(), Some(&shape.name));
+            assert_eq!(shape.versioned_by.first().map(|v| v.name()), Some(shape.name));
             assert_eq!(Served::from_name(served.name()), Some(served));
         }
     }

@@ -1,6 +1,7 @@
 //! Row types: `Thing` for reads. (The ETL writes through binary COPY into staging tables
 //! of its own; see `coinflow-etl`'s `load` module.)
 
+use crate::ledger::{FileStatus, RunStatus};
 use crate::schema::*;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -87,7 +88,7 @@ pub struct EtlRun {
     pub id: i64,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: RunStatus,
     pub pid: i32,
     pub host: String,
     pub data_dir: String,
@@ -104,7 +105,7 @@ pub struct EtlFile {
     pub sha256: String,
     pub dataset: Option<String>,
     pub size_bytes: i64,
-    pub status: String,
+    pub status: FileStatus,
     pub reason: Option<String>,
     #[diesel(embed)]
     pub counts: Counts,

@@ -5,6 +5,7 @@
 //! database.
 
 use coinflow_shared::dataset::{Filter, Kind, Served, ServedColumn, Shape};
+use coinflow_shared::ledger::Versioned;
 
 /// What a chunked read scans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +74,7 @@ impl Source {
     }
 
     /// The datasets whose data versions decide this source's bytes.
-    pub(crate) fn versioned_by(self) -> &'static [&'static str] {
+    pub(crate) fn versioned_by(self) -> &'static [Versioned] {
         self.shape().versioned_by
     }
 

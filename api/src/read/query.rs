@@ -226,7 +226,10 @@ fn version_columns(source: Source) -> Vec<String> {
     source
         .versioned_by()
         .iter()
-        .map(|d| format!("(SELECT version FROM data_versions WHERE dataset = '{d}') AS v_{d}"))
+        .map(|d| {
+            let d = d.name();
+            format!("(SELECT version FROM data_versions WHERE dataset = '{d}') AS v_{d}")
+        })
         .collect()
 }
 

@@ -59,7 +59,7 @@ fn view(run: EtlRun, files: Vec<EtlFile>, with_summary: bool) -> RunView {
             FileView {
                 path: f.path,
                 dataset: f.dataset,
-                status: f.status,
+                status: f.status.to_string(),
                 reason: f.reason,
                 sha256: f.sha256,
                 size_bytes: f.size_bytes,
@@ -70,7 +70,7 @@ fn view(run: EtlRun, files: Vec<EtlFile>, with_summary: bool) -> RunView {
         .collect();
     RunView {
         id: run.id,
-        status: run.status,
+        status: run.status.to_string(),
         started_at: run.started_at,
         finished_at: run.finished_at,
         host: run.host,
