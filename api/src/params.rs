@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use crate::format::Format;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use coinflow_shared::dataset::Served;
 use coinflow_shared::instant::{self, TIMESTAMP_RANGE_TEXT};
 use rocket::http::ContentType;
@@ -178,30 +178,9 @@ fn parse_any_instant(name: &str, value: &str, day_end: DayEnd) -> Result<DateTim
     // An unencoded `+` in a query string arrives as a space: `…T10:00:00 02:00`.
     let repaired = repair_plus(v);
     let v = repaired.as_deref().unwrap_or(v);
-    if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
-        return Ok(dt.with_timezone(&Utc));
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M%z",
-    ] {
-        if let Ok(dt) = DateTime::parse_from_str(v, fmt) {
-            return Ok(dt.with_timezone(&Utc));
-        }
-    }
-    let naive = v.strip_suffix(" UTC").unwrap_or(v);
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
-            return Ok(Utc.from_utc_datetime(&dt));
-        }
-    }
-    Err(bad())
+    instant::parse_iso_datetime(v)
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)
 }
 
 fn repair_plus(v: &str) -> Option<String> {

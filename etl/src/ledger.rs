@@ -265,7 +265,8 @@ pub(crate) fn bump_versions(conn: &mut PgConnection, datasets: &[Versioned]) -> 
     if datasets.is_empty() {
         return Ok(());
     }
-    diesel::update(dv::data_versions.filter(dv::dataset.eq_any(datasets)))
+    let names: Vec<&str> = datasets.iter().map(|d| d.name()).collect();
+    diesel::update(dv::data_versions.filter(dv::dataset.eq_any(names)))
         .set((
             dv::version.eq(dv::version + 1),
             dv::updated_at.eq(diesel::dsl::now),

@@ -1,7 +1,7 @@
 //! Parsing of single CSV values into typed values (SPEC §2 "Value parsing"). Pure
 //! functions: no I/O, no allocation on the common paths.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -188,33 +188,16 @@ fn midnight(date: NaiveDate) -> Micros {
     date.and_time(NaiveTime::MIN).and_utc().timestamp_micros()
 }
 
+/// `YYYY-MM-DD` (midnight UTC) or any ISO-8601 date-time the warehouse's one grammar
+/// takes ([`coinflow_shared::instant::parse_iso_datetime`]).
 fn iso(s: &str) -> Result<Micros, ValueError> {
-    let s = s.strip_suffix(" UTC").unwrap_or(s).trim_end();
-    if s.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    let date = s.strip_suffix(" UTC").unwrap_or(s).trim_end();
+    if date.len() == 10 {
+        return NaiveDate::parse_from_str(date, "%Y-%m-%d")
             .map(midnight)
             .map_err(|_| ValueError::Unparsable);
     }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Ok(dt.with_timezone(&Utc).timestamp_micros());
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
-        if let Ok(dt) = DateTime::parse_from_str(s, format) {
-            return Ok(dt.with_timezone(&Utc).timestamp_micros());
-        }
-    }
-    let naive = s.strip_suffix('Z').unwrap_or(s);
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(naive, format) {
-            return Ok(dt.and_utc().timestamp_micros());
-        }
-    }
-    Err(ValueError::Unparsable)
+    coinflow_shared::instant::parse_iso_datetime(s).ok_or(ValueError::Unparsable)
 }
 
 fn slash(s: &str, order: DateOrder) -> Result<Micros, ValueError> {

@@ -5,7 +5,6 @@
 //! declarations live here, beside the schema, so that the ETL and the API read the same
 //! ones; the API's chunk reader is derived from them.
 
-use crate::ledger::Versioned;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -641,6 +640,55 @@ pub struct Join {
     pub bound: &'static str,
 }
 
+/// A key of `data_versions`: a served dataset (or the `/top` structure) whose version a
+/// run bumps when it changes the rows behind it, and which readers' ETags and cursors
+/// carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Versioned {
+    Market,
+    Daily,
+    Coins,
+    CoinExchanges,
+    Traders,
+    Positions,
+    Rejects,
+    Top,
+}
+
+impl Versioned {
+    /// Every key, in declaration order.
+    pub const ALL: [Versioned; 8] = [
+        Versioned::Market,
+        Versioned::Daily,
+        Versioned::Coins,
+        Versioned::CoinExchanges,
+        Versioned::Traders,
+        Versioned::Positions,
+        Versioned::Rejects,
+        Versioned::Top,
+    ];
+
+    /// The key's name in `data_versions` (and in a run report's `changed_datasets`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Versioned::Market => "market",
+            Versioned::Daily => "daily",
+            Versioned::Coins => "coins",
+            Versioned::CoinExchanges => "coin_exchanges",
+            Versioned::Traders => "traders",
+            Versioned::Positions => "positions",
+            Versioned::Rejects => "rejects",
+            Versioned::Top => "top",
+        }
+    }
+}
+
+impl fmt::Display for Versioned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The declaration of a served dataset (see the comment above [`Kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
@@ -987,7 +1035,10 @@ mod tests {
             for key in shape.key {
                 assert!(shape.column(key).is_some(), "{}: key {key}", shape.name);
             }
-            assert_eq!(shape.versioned_by.first().map(|v| v.name()), Some(shape.name));
+            assert_eq!(
+                shape.versioned_by.first().map(|v| v.name()),
+                Some(shape.name)
+            );
             assert_eq!(Served::from_name(served.name()), Some(served));
         }
     }

@@ -1,7 +1,8 @@
 //! The words of the ledger and of `data_versions`, as types: the status of a run
 //! (`etl_runs.status`), the outcome of a file (`etl_files.status` and the run report)
 //! and the keys of `data_versions`. Each is stored and serialised as the text the
-//! migrations' CHECK constraints name; [`text_enum!`] gives a type that text form
+//! migrations' CHECK constraints name (the keys of `data_versions`, [`Versioned`], are
+//! declared with the datasets); [`text_enum!`] gives a type that text form
 //! (`as_str`, `Display`, `FromStr`, serde and diesel `Text`), so neither binary compares
 //! status strings.
 
@@ -120,27 +121,8 @@ text_enum! {
     }
 }
 
-text_enum! {
-    /// A key of `data_versions`: a served dataset (or the `/top` structure) whose version
-    /// a run bumps when it changes the rows behind it.
-    pub enum Versioned {
-        Market => "market",
-        Daily => "daily",
-        Coins => "coins",
-        CoinExchanges => "coin_exchanges",
-        Traders => "traders",
-        Positions => "positions",
-        Rejects => "rejects",
-        Top => "top",
-    }
-}
-
-impl Versioned {
-    /// The key's name in `data_versions` (and in a run report's `changed_datasets`).
-    pub const fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
+/// The keys of `data_versions` live with the datasets they version.
+pub use crate::dataset::Versioned;
 
 #[cfg(test)]
 mod tests {
@@ -153,9 +135,6 @@ mod tests {
         }
         for s in FileStatus::ALL {
             assert_eq!(s.as_str().parse::<FileStatus>(), Ok(*s));
-        }
-        for v in Versioned::ALL {
-            assert_eq!(v.name().parse::<Versioned>(), Ok(*v));
         }
     }
 
