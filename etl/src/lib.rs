@@ -6,8 +6,8 @@
 //!   `scan` reads a file's records through `validate` (with `values` and
 //!   `resolve`) into batches of typed `rows`, or rejects;
 //! - `load` writes the batches: `load::direct` copies new market snapshots straight in,
-//!   `load::staged` stages and merges any file, `load::bulk` drops and rebuilds
-//!   `market`'s constraints around a large load;
+//!   `load::staged` stages and merges any file, `load::bulk` builds an empty `market`'s
+//!   keys once after a first load;
 //! - `derive` brings the derived tables up to date, one file per table, through the pure
 //!   polars `transform`s;
 //! - `ledger` records runs, files and rejects and bumps data versions; [`report`]
