@@ -1,18 +1,19 @@
--- The psql and pgloader baselines that reach coinflow-etl's end state, step 2 of 2: after
--- coins.csv went into coins, rankings.csv into rankings (source 'rankings') and
+-- The psql and pgloader baselines that reach the coinflow-etl end state, step 2 of 2: after
+-- coins.csv went into coins, rankings.csv into rankings (source rankings) and
 -- markets.csv into market_csv, builds in SQL what a first coinflow-etl run of the same
--- files leaves: market with each snapshot's rank as-of joined from rankings, daily,
+-- files leaves: market with each snapshot rank as-of joined from rankings, daily,
 -- top_slots, then every key, index and foreign key the migrations define, the data
--- versions and fresh planner statistics. Plain SQL (pgloader runs it too).
+-- versions and fresh planner statistics. Plain SQL, run by pgloader too: its SQL file
+-- reader takes a quote or a semicolon in a comment for code, so comments hold neither.
 SET work_mem = '256MB';
 SET maintenance_work_mem = '1GB';
 
--- The probe below walks rankings' primary key (coin_id, ts).
+-- The probe below walks the rankings primary key (coin_id, ts).
 SELECT bench_rebuild('rankings');
 
 -- The as-of join (etl/src/transform.rs market_ranks): the latest ranking of the coin at
--- or before the snapshot, at most 60 s older (coinflow-etl's default --rank-tolerance);
--- rank_source is that ranking's source, NULL when none matched.
+-- or before the snapshot, at most 60 s older (the coinflow-etl default --rank-tolerance),
+-- rank_source is the source of that ranking, NULL when none matched.
 INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source)
 SELECT s.coin_id, s.ts, s.price_usd, s.market_cap_usd, s.volume_24h_usd, r.rank, r.source
 FROM market_csv s
@@ -27,8 +28,8 @@ DROP TABLE market_csv;
 SELECT bench_rebuild('market');
 
 -- daily (etl/src/transform.rs daily): per coin and UTC day of the snapshots, the first,
--- highest, lowest and last price, the mean price, the largest cap, the last snapshot's
--- volume and the number of snapshots; no candles file, so every row's source is 'market'.
+-- highest, lowest and last price, the mean price, the largest cap, the last snapshot
+-- volume and the number of snapshots, no candles file, so the source of every row is market.
 INSERT INTO daily (coin_id, day, open, high, low, close, avg_price, max_market_cap_usd,
                    last_volume_usd, samples, source)
 SELECT coin_id, (ts AT TIME ZONE 'UTC')::date,
@@ -39,7 +40,7 @@ FROM market
 GROUP BY coin_id, (ts AT TIME ZONE 'UTC')::date;
 SELECT bench_rebuild('daily');
 
--- top_slots, through the migrations' own definition (top_slots_of), for every coin.
+-- top_slots, through the migrations own definition (top_slots_of), for every coin.
 INSERT INTO top_slots
 SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins ORDER BY id),
                            array_fill('-infinity'::timestamptz, ARRAY[(SELECT count(*)::int FROM coins)]));
