@@ -29,9 +29,10 @@ source "$(dirname "$0")/lib.sh"
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(1m 10m)
 REPS=${BENCH_REPS:-3}
-# The best of the documented settings tried (workers 2/4/8, concurrency 1/2, batch rows
-# 25 000/50 000/100 000) on this 2-core machine; see bench/README.md.
-PGLOADER_SETTINGS=${BENCH_PGLOADER_SETTINGS:-"workers = 4, concurrency = 2, batch rows = 50000, batch size = 64MB, prefetch rows = 100000"}
+# The best of the documented settings tried at 1 M rows on the 2-core machine (workers
+# 2/4/8, concurrency 1/2, batch rows 25 000/50 000/100 000; see bench/README.md): the
+# values pgloader documents as its defaults, stated explicitly.
+PGLOADER_SETTINGS=${BENCH_PGLOADER_SETTINGS:-"workers = 8, concurrency = 1, batch rows = 25000, batch size = 20MB, prefetch rows = 100000"}
 
 bench_need_tools
 bench_need_binaries
