@@ -230,6 +230,9 @@ for size in sizes:
             state = ""
         elif not aims and not tool.startswith(COINFLOW):
             state = "raw load"
+        elif tool.startswith(COINFLOW):
+            state = ("the reference" if len(states) == 1
+                     else "**DIFFERS between repetitions**: " + "; ".join(f"`{s}`" for s in sorted(states)))
         elif cf and states == {cf[0]["end_state"]}:
             state = "same as coinflow-etl"
         else:
