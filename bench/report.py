@@ -361,6 +361,8 @@ not_target = "" if big == "10m" else f" (measured at {big}: the target is stated
 
 
 def target_verdict(ok):
+    if ok is None:
+        return "no verdict: the end states differ"
     return verdict(ok) if big == "10m" else verdict(ok) + " at this size, not the target size"
 
 
@@ -385,8 +387,9 @@ if big:
         best_tool, best = min(((t, med(rs, "wall_s")) for t, rs in pls.items()), key=lambda tv: tv[1] or 1e18)
         if best:
             x = best / e
-            w(f"| ≥ 3× the best pgloader setting{not_target} | coinflow {e:.2f} s vs {best:.2f} s ({best_tool}): {x:.2f}× | "
-              f"{target_verdict(x >= 3)} |")
+            same = all("same end state" in r["status"] for r in pls[best_tool])
+            w(f"| ≥ 3× the best pgloader setting{not_target} | coinflow {e:.2f} s vs {best:.2f} s ({best_tool}): {x:.2f}×"
+              f"{'' if same else ' (**end states differ**)'} | {target_verdict(x >= 3 if same else None)} |")
     rs = etl_rows(big, COINFLOW)
     if rs:
         rss = med(rs, "peak_rss_kb") / 1024
