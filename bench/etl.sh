@@ -13,7 +13,9 @@
 #     daily, top_slots, every key, index and foreign key: bench/sql/endstate-*.sql)
 #   - pgloader (BENCH_PGLOADER_SETTINGS) reaching the same end state via AFTER LOAD EXECUTE
 # After each load the end state is read back (market rows, ranked rows, daily rows,
-# top_slots rows, indexes, foreign keys) and compared with coinflow-etl's.
+# top_slots rows, indexes, foreign keys and, for the loads that aim at coinflow-etl's
+# end state, a hash of the three tables' content in the first repetition) and compared
+# with coinflow-etl's.
 # Appends one line per measurement and repetition to $BENCH_RESULTS/etl.tsv.
 #
 # Usage: bench/etl.sh [SIZE...]     sizes: 100k 1m 10m 50m (default: 1m 10m)
@@ -93,6 +95,12 @@ end_state() {
     out+=" indexes=$n"
     n=$(bench_psql "$url" -Atc "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text IN ('market', 'rankings', 'daily', 'top_slots')")
     out+=" fks=$n"
+    if [[ ${2:-} == content ]]; then
+        # The content too, order-independent: a sum of row hashes per table (market's
+        # ranks, daily with avg_price to 9 significant digits, top_slots).
+        n=$(bench_psql "$url" -Atc "SELECT left(md5(concat_ws(',', (SELECT sum(hashtextextended(concat_ws('|', coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source), 0)) FROM market), (SELECT sum(hashtextextended(concat_ws('|', coin_id, day, open, high, low, close, to_char(avg_price, '9.99999999EEEE'), max_market_cap_usd, last_volume_usd, samples, source), 0)) FROM daily), (SELECT sum(hashtextextended(concat_ws('|', bucket, coin_id, valid_from, valid_to, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source), 0)) FROM top_slots))), 12)")
+        out+=" content=$n"
+    fi
     echo "$out"
 }
 
@@ -105,7 +113,7 @@ judge() { # status end_state same_end_state_expected(0/1)
     if ((want)); then
         if [[ -z $cf_state ]]; then
             status="$status; coinflow end state unknown"
-        elif [[ $state != "$cf_state" ]]; then
+        elif [[ ${state% content=*} != "${cf_state% content=*}" || ($state == *content=* && $state != "$cf_state") ]]; then
             status="$status; END STATE DIFFERS from coinflow-etl ($cf_state)"
         else
             status="$status; same end state as coinflow-etl"
@@ -206,13 +214,14 @@ for size in "${sizes[@]}"; do
         ((rep == 1)) && echo "[$size] coinflow-etl: DATABASE_URL=$etl_url ${cmd[*]}" >>"$CMDS"
         l0=$(load1)
         DATABASE_URL=$etl_url timed "$BENCH_RESULTS/etl-run-$size-$rep.log" "${cmd[@]}"
-        record_state=$(end_state "$etl_url")
+        # The content hash in the first repetition (the loads are deterministic).
+        record_state=$(end_state "$etl_url" "$([[ $rep == 1 ]] && echo content)")
         ((rep == 1)) && cf_state=$record_state
         st=$(judge "$status" "$record_state" 0)
-        [[ $record_state == "$cf_state" ]] || st="$st; END STATE DIFFERS from repetition 1 ($cf_state)"
+        [[ ${record_state% content=*} == "${cf_state% content=*}" ]] || st="$st; END STATE DIFFERS from repetition 1 ($cf_state)"
         phases=$(grep -oE '(markets\.csv: markets loaded.* in [0-9.]+s|rankings\.csv: .*loaded.* in [0-9.]+s|(market ranks|top slots|daily): [0-9]+ row\(s\) changed in [0-9.]+s)' \
             "$BENCH_RESULTS/etl-run-$size-$rep.log" |
-            sed -E 's/^(markets|rankings)\.csv: .* in ([0-9.]+s)/\1.csv \2/; s/: [0-9]+ row\(s\) changed in/ /' | paste -sd ';' - || true)
+            sed -E 's/^(markets|rankings)\.csv: .* in ([0-9.]+s)/\1.csv \2/; s/: [0-9]+ row\(s\) changed in / /' | paste -sd ';' - || true)
         record "$size" "$rows" "coinflow-etl run (end to end)" "$rep" "$wall" "$rss" "$l0→$(load1)" "$st" "$record_state" "$phases"
         if [[ -n $log ]]; then
             {
@@ -246,7 +255,7 @@ for size in "${sizes[@]}"; do
             l0=$(load1)
             timed "$BENCH_RESULTS/baseline-$size.log" "$@"
             [[ $status == ok ]] || cp "$BENCH_RESULTS/baseline-$size.log" "$BENCH_RESULTS/failed-$size-rep$rep-${label//[^a-zA-Z0-9]/_}.log"
-            state=$(end_state "$cmp_url")
+            if ((want && rep == 1)); then state=$(end_state "$cmp_url" content); else state=$(end_state "$cmp_url"); fi
             record "$size" "$rows" "$label" "$rep" "$wall" "$rss" "$l0→$(load1)" "$(judge "$status" "$state" "$want")" "$state" "$note"
             bench_psql "$DATABASE_URL" -c "DROP DATABASE cfbench_cmp"
         }

@@ -87,6 +87,22 @@ def mib(kb):
     return f"{n / 1024:,.0f}" if n is not None else "–"
 
 
+def counts_of(state):
+    return state.split(" content=")[0]
+
+
+def content_of(state):
+    return state.split(" content=")[1] if " content=" in state else None
+
+
+def same_state(state, ref):
+    """Same counts, and the same content hash where both have one."""
+    if counts_of(state) != counts_of(ref):
+        return False
+    a, b = content_of(state), content_of(ref)
+    return a is None or b is None or a == b
+
+
 def verdict(ok):
     if ok is None:
         return "not measured"
@@ -226,15 +242,16 @@ for size in sizes:
         ratio = f"{wall / base:.2f}×" if base and wall and not tool.startswith("coinflow-etl") else ""
         aims = tool.startswith(PSQL_END) or tool.startswith(PGLOADER)
         states = {r["end_state"] for r in rs}
+        ref = cf[0]["end_state"] if cf else None
         if tool.startswith("coinflow-etl generate") or tool == RERUN:
             state = ""
         elif not aims and not tool.startswith(COINFLOW):
             state = "raw load"
         elif tool.startswith(COINFLOW):
-            state = ("the reference" if len(states) == 1
+            state = ("the reference" if len({counts_of(x) for x in states}) == 1
                      else "**DIFFERS between repetitions**: " + "; ".join(f"`{s}`" for s in sorted(states)))
-        elif cf and states == {cf[0]["end_state"]}:
-            state = "same as coinflow-etl"
+        elif ref and all(same_state(x, ref) for x in states):
+            state = "same as coinflow-etl" + (" (content hash too)" if any(content_of(x) for x in states) else "")
         else:
             state = "**DIFFERS**: " + "; ".join(f"`{s}`" for s in sorted(states))
             mismatches.append(f"{size} {tool}")
