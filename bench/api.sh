@@ -79,7 +79,7 @@ EOF
 
 last_coin=$(bench_psql "$url" -Atc "SELECT max(coin_id) FROM market")
 latest=$(bench_psql "$url" -Atc "SELECT to_char(max(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM market")
-first=$(bench_psql "$url" -Atc "SELECT to_char(min(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM market")
+hist_first=$(bench_psql "$url" -Atc "SELECT to_char(min(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM market")
 read -r us0 us1 <<<"$(bench_psql "$url" -F ' ' -Atc "SELECT (extract(epoch FROM min(ts)) * 1000000)::int8, (extract(epoch FROM max(ts)) * 1000000)::int8 FROM market")"
 historical=$(bench_psql "$url" -Atc "SELECT to_char(date_trunc('hour', min(ts) + (max(ts) - min(ts)) / 2) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM market")
 bench_psql "$url" -c "DROP TABLE IF EXISTS bench_coin_ids" \
@@ -89,7 +89,7 @@ ncoins=$(bench_psql "$url" -Atc "SELECT count(*) FROM bench_coin_ids")
 bench_psql "$url" -Atc "SELECT id FROM bench_coin_ids ORDER BY i" >"$work/coin-ids.txt"
 rows=$(bench_psql "$url" -Atc "SELECT count(*) FROM market")
 printf 'db\t%s\nmarket_rows\t%s\ncoins\t%s\nlast_coin\t%s\nfirst\t%s\nlatest\t%s\nhistorical\t%s\ntop_slots_rows\t%s\nranked_rows\t%s\n' \
-    "$db" "$rows" "$ncoins" "$last_coin" "$first" "$latest" "$historical" \
+    "$db" "$rows" "$ncoins" "$last_coin" "$hist_first" "$latest" "$historical" \
     "$(bench_psql "$url" -Atc "SELECT count(*) FROM top_slots")" \
     "$(bench_psql "$url" -Atc "SELECT count(*) FROM market WHERE rank IS NOT NULL")" >"$BENCH_RESULTS/api-data.tsv"
 
@@ -215,7 +215,7 @@ cold_seed=0
 run_cold() { # name limit conc rep
     local name=$1 lim=$2 c=$3 r=$4 out l0
     cold_seed=$((cold_seed + 1))
-    local cmd=(python3 "$BENCH_DIR/top_cold.py" "$base" "$first" "$latest" --limit "$lim"
+    local cmd=(python3 "$BENCH_DIR/top_cold.py" "$base" "$hist_first" "$latest" --limit "$lim"
         --requests "$COLD_REQUESTS" --concurrency "$c" --seed "$cold_seed" --instants-out "$work/cold-instants.txt")
     ((r == 1)) && echo "[$name, c=$c] $(printf '%q ' "${cmd[@]}")  # --seed differs per row" >>"$CMDS"
     l0=$(load1)
@@ -223,10 +223,10 @@ run_cold() { # name limit conc rep
     echo "$out" >>"$BENCH_RESULTS/top-cold.log"
     kill -0 "$api_pid" 2>/dev/null || cf_die "coinflow-api (pid $api_pid) is gone during '$name' (see $BENCH_RESULTS/api-server.log)"
     local rps p50 p99 non200
-    rps=$(grep -oE 'rps=[0-9.]+' <<<"$out" | cut -d= -f2)
-    p50=$(grep -oE 'p50=[0-9.]+' <<<"$out" | cut -d= -f2)
-    p99=$(grep -oE 'p99=[0-9.]+' <<<"$out" | cut -d= -f2)
-    non200=$(grep -oE 'non200=[0-9]+' <<<"$out" | cut -d= -f2)
+    rps=$(grep -oE 'rps=[0-9.]+' <<<"$out" | cut -d= -f2 || true)
+    p50=$(grep -oE 'p50=[0-9.]+' <<<"$out" | cut -d= -f2 || true)
+    p99=$(grep -oE 'p99=[0-9.]+' <<<"$out" | cut -d= -f2 || true)
+    non200=$(grep -oE 'non200=[0-9]+' <<<"$out" | cut -d= -f2 || true)
     printf '%s\t%s\ttop_cold.py (API)\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$r" "${rps:-}" "${p50:-}" "${p99:-}" \
         "${non200:-?}" "$l0→$(load1)" >>"$TSV"
     cf_log "$name c=$c rep $r top_cold.py: $out"
@@ -263,7 +263,7 @@ for e in "${endpoints[@]}"; do
     # caches. Cold /top rows warm up on other instants than they measure (a seed of
     # their own); warm rows fill the API cache with their instant here.
     if [[ $path == cold:* ]]; then
-        python3 "$BENCH_DIR/top_cold.py" "$base" "$first" "$latest" --limit "${path#cold:}" \
+        python3 "$BENCH_DIR/top_cold.py" "$base" "$hist_first" "$latest" --limit "${path#cold:}" \
             --requests 100 --concurrency 4 --seed $((100000 + ${path#cold:})) --instants-out "$work/cold-instants.txt" >/dev/null 2>&1 || true
     else
         warm=(wrk -t 1 -c 4 -d 3s)
