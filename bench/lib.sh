@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Shared helpers for bench/etl.sh, bench/api.sh and bench/run.sh. Source it.
 #
-# Results go to $BENCH_RESULTS as tab-separated files that bench/report.sh renders
-# into BENCHMARKS.md; scratch data (CSV files, the throwaway cluster) under $BENCH_WORK.
+# Results go to $BENCH_RESULTS as tab-separated files that bench/report.py renders
+# into BENCHMARKS.md; scratch data (CSV files, a throwaway cluster) under $BENCH_WORK.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
@@ -145,7 +145,13 @@ bench_machine_info() {
         echo "kernel	$(uname -r)"
         echo "os	$(. /etc/os-release && echo "$PRETTY_NAME")"
         echo "postgres	$(bench_psql "$DATABASE_URL" -Atc 'SHOW server_version')"
-        echo "pg_settings	$(bench_psql "$DATABASE_URL" -Atc "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'work_mem', 'maintenance_work_mem', 'checkpoint_timeout')")"
+        # current_setting() prints each value with its unit as SHOW does (1GB, not 131072 8kB pages).
+        echo "pg_settings	$(bench_psql "$DATABASE_URL" -Atc "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'work_mem', 'maintenance_work_mem', 'checkpoint_timeout', 'max_parallel_maintenance_workers', 'max_worker_processes')")"
+        if [[ -n ${PG_CLUSTER_DIR:-} ]]; then
+            echo "cluster	throwaway cluster started by the suite (scripts/lib/pg.sh), removed at exit"
+        else
+            echo "cluster	the server of DATABASE_URL, given to the suite (not started by it; other databases may live there)"
+        fi
         echo "psql	$(psql --version)"
         echo "pgbench	$(pgbench --version)"
         echo "pgloader	$(pgloader --version 2>/dev/null | head -n 1)"

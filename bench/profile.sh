@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where the CPU goes: system-wide `perf record` of (1) coinflow-etl loading a 1 M-row
-# markets file and (2) coinflow-api serving /read/next-chunk?size=1000 to wrk at
+# markets file with its rankings file and (2) coinflow-api serving /read/next-chunk?size=1000 to wrk at
 # concurrency 16. Writes $BENCH_RESULTS/profile-etl.txt and profile-api.txt (CPU share
 # per process, then the hottest symbols of the coinflow process and of postgres).
 #
@@ -24,7 +24,7 @@ cf_at_exit "rm -rf '$work'"
 
 "$BIN/coinflow-etl" generate --coins 1000 --days 42 --people 10 --seed 42 --out "$work/gen" >/dev/null
 mkdir -p "$work/data"
-mv "$work/gen/coins.csv" "$work/gen/markets.csv" "$work/data/"
+mv "$work/gen/coins.csv" "$work/gen/markets.csv" "$work/gen/rankings.csv" "$work/data/"
 bench_fresh_db cfbench_profile
 url=$(bench_db_url cfbench_profile)
 

@@ -8,6 +8,8 @@
 #                          largest of BENCH_SIZES)
 #        BENCH_SKIP_API=1  ETL only
 #        BENCH_DURATION    seconds per wrk/pgbench measurement (default 15)
+#        BENCH_REPS        repetitions of every timed row, ETL and API (default 3)
+#        BENCH_SCALE_SIZES sizes measured with coinflow-etl only (default 50m)
 #        DATABASE_URL      use this server (databases cfbench_* are created and dropped)
 #                          instead of a throwaway cluster
 #        BENCH_WORK        scratch directory (default: $TMPDIR or /tmp, else /dev/shm)
@@ -22,6 +24,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 read -r -a sizes <<<"${BENCH_SIZES:-1m 10m}"
+export BENCH_REPS=${BENCH_REPS:-3}
 api_size=${BENCH_API_SIZE:-${sizes[-1]}}
 
 bench_need_tools
@@ -42,7 +45,8 @@ rm -rf "$BENCH_RESULTS"
 mkdir -p "$BENCH_RESULTS"
 bench_machine_info "$BENCH_RESULTS/machine.tsv"
 printf 'loadavg_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_RESULTS/machine.tsv"
-printf 'sizes\t%s\napi_size\t%s\n' "${sizes[*]}" "$api_size" >>"$BENCH_RESULTS/machine.tsv"
+printf 'sizes\t%s\napi_size\t%s\nreps\t%s\nduration\t%s\nconcurrency\t%s\n' "${sizes[*]}" "$api_size" "$BENCH_REPS" \
+    "${BENCH_DURATION:-15}" "${BENCH_CONCURRENCY:-1 16 64}" >>"$BENCH_RESULTS/machine.tsv"
 started=$(date +%s)
 # Other work on the machine skews every number: sample the load and the busiest
 # processes every 5 s for the report.

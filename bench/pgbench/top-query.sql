@@ -1,6 +1,8 @@
--- The /top ranking (cold: once per instant, limit and data versions), as the handler runs
--- it: the instant's hour bucket of top_slots walked in rank order (the API computes the
--- bucket in Rust; here it is computed from :at). Variables: :at, :lim.
+-- Not run by pgbench: the source of the EXPLAIN (ANALYZE, BUFFERS) of the /top ranking in
+-- bench/results/api-explain.txt. The ranking the handler runs for a cold request (TOP_SQL
+-- in api/src/routes/top.rs): the instant's hour bucket of top_slots walked in rank order
+-- (the API computes the bucket in Rust, here it is computed from :at). Variables: :at,
+-- :lim.
 
 SELECT row_number() OVER (
            ORDER BY s.rank ASC NULLS LAST, s.market_cap_usd DESC NULLS LAST,
