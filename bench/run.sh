@@ -7,6 +7,7 @@
 #        BENCH_API_SIZE    size whose database the API benchmark uses (default: the
 #                          largest of BENCH_SIZES)
 #        BENCH_SKIP_API=1  ETL only
+#        BENCH_SKIP_DURING_LOAD=1  no "reads during a load" scenario (bench/during_load.sh)
 #        BENCH_DURATION    seconds per wrk/pgbench measurement (default 15)
 #        BENCH_REPS        repetitions of every timed row, ETL and API (default 3)
 #        BENCH_SCALE_SIZES sizes measured with coinflow-etl only (default 50m)
@@ -59,6 +60,9 @@ cf_at_exit "kill $sampler 2>/dev/null || true"
 BENCH_KEEP_DB=$api_size "$BENCH_DIR/etl.sh" "${sizes[@]}"
 if [[ ${BENCH_SKIP_API:-0} != 1 ]]; then
     "$BENCH_DIR/api.sh" "cfbench_etl_$api_size"
+    if [[ ${BENCH_SKIP_DURING_LOAD:-0} != 1 ]]; then
+        "$BENCH_DIR/during_load.sh" "cfbench_etl_$api_size" || cf_log "warning: bench/during_load.sh failed (see $BENCH_RESULTS/during-load-*.log)"
+    fi
 fi
 bench_psql "$DATABASE_URL" -c "DROP DATABASE IF EXISTS cfbench_etl_$api_size"
 rm -rf "$BENCH_WORK_DIR/data-$api_size"
