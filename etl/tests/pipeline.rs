@@ -666,3 +666,79 @@ fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
         "market's constraints stayed in place"
     );
 }
+
+#[test]
+fn rankings_of_two_sources_for_one_coin_and_instant_are_both_kept_and_the_preferred_ranks() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "markets.csv",
+        "coin_id,timestamp,price\nbitcoin,2021-01-01T00:00:00Z,1\nbitcoin,2021-01-01T01:00:00Z,1\n",
+    );
+    // One file, two sources of the same coin and instant: two keys, no conflict.
+    fx.write(
+        "ranks.csv",
+        "coin_id,timestamp,rank,volume_24h,rank_source\n\
+         bitcoin,2021-01-01T00:00:00Z,5,100,cryptocompare\n\
+         bitcoin,2021-01-01T00:00:00Z,2,,coinmarketcap\n\
+         bitcoin,2021-01-01T01:00:00Z,7,100,cryptocompare\n",
+    );
+    // A file without the column keeps its dataset's name as the source.
+    fx.write(
+        "plain.csv",
+        "coin_id,timestamp,rank\nbitcoin,2021-01-01T00:00:00Z,9\n",
+    );
+    let report = fx.run();
+    assert_reconciles(&report);
+    let f = file(&report, "ranks.csv");
+    assert_eq!((f.read, f.loaded, f.rejected), (3, 3, 0));
+    assert_eq!(file(&report, "plain.csv").loaded, 1);
+    assert_eq!(
+        fx.text("SELECT string_agg(source || ':' || rank, ',' ORDER BY source) FROM rankings WHERE ts = '2021-01-01T00:00:00Z'")
+            .as_deref(),
+        Some("coinmarketcap:2,cryptocompare:5,rankings:9")
+    );
+    let ranked = |hour: u32| {
+        fx.text(&format!(
+            "SELECT rank || ' ' || rank_source FROM market WHERE ts = '2021-01-01T0{hour}:00:00Z'"
+        ))
+    };
+    assert_eq!(ranked(0).as_deref(), Some("2 coinmarketcap"), "preferred");
+    assert_eq!(
+        ranked(1).as_deref(),
+        Some("7 cryptocompare"),
+        "the only one"
+    );
+    assert_eq!(
+        fx.text("SELECT string_agg(DISTINCT rank_source, ',') FROM top_slots WHERE valid_from = '2021-01-01T00:00:00Z'")
+            .as_deref(),
+        Some("coinmarketcap"),
+        "/top serves the source market holds"
+    );
+
+    // Re-loading one source classifies within that source only.
+    fx.write(
+        "again.csv",
+        "coin_id,timestamp,rank,volume_24h,rank_source\n\
+         bitcoin,2021-01-01T00:00:00Z,5,100,cryptocompare\n\
+         bitcoin,2021-01-01T00:00:00Z,6,,rankings\n",
+    );
+    let report = fx.run();
+    let f = file(&report, "again.csv");
+    assert_eq!((f.loaded, f.duplicate, f.updated), (0, 1, 1));
+    assert_eq!(fx.count("SELECT count(*) FROM rankings"), 4);
+    assert_eq!(ranked(0).as_deref(), Some("2 coinmarketcap"));
+    // The preferred source changes its rank: the snapshot follows.
+    fx.write(
+        "cmc.csv",
+        "coin_id,timestamp,rank,rank_source\nbitcoin,2021-01-01T00:00:00Z,3,CoinMarketCap\n",
+    );
+    let report = fx.run();
+    assert_eq!(file(&report, "cmc.csv").updated, 1);
+    assert_eq!(ranked(0).as_deref(), Some("3 coinmarketcap"));
+    assert_eq!(
+        fx.text("SELECT rank || ' ' || rank_source FROM top_slots WHERE valid_from = '2021-01-01T00:00:00Z' LIMIT 1")
+            .as_deref(),
+        Some("3 coinmarketcap")
+    );
+}

@@ -148,7 +148,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    rankings (coin_id, ts) {
+    rankings (coin_id, ts, source) {
         coin_id -> Text,
         ts -> Timestamptz,
         rank -> Int4,
