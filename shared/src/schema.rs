@@ -84,6 +84,9 @@ diesel::table! {
         blank -> Int8,
         set_aside -> Int8,
         coin_list -> Nullable<Text>,
+        mtime_ns -> Nullable<Int8>,
+        ctime_ns -> Nullable<Int8>,
+        inode -> Nullable<Int8>,
     }
 }
 
