@@ -217,7 +217,9 @@ pub(crate) fn loaded_hashes(conn: &mut PgConnection) -> QueryResult<BTreeSet<Str
 /// Path and stat of every loaded file whose stat was recorded: a file that matches one
 /// is unchanged since it was loaded.
 pub(crate) fn loaded_stats(conn: &mut PgConnection) -> QueryResult<BTreeSet<(String, FileStat)>> {
-    let rows: Vec<(String, i64, Option<i64>, Option<i64>, Option<i64>)> = etl_files::table
+    /// Path, size, mtime, ctime, inode.
+    type StatRow = (String, i64, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<StatRow> = etl_files::table
         .filter(etl_files::status.eq(FileStatus::Loaded))
         .filter(etl_files::mtime_ns.is_not_null())
         .select((

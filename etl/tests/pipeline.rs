@@ -781,13 +781,13 @@ fn an_unchanged_file_is_recognised_by_its_stat_without_hashing() {
         .all(|f| f.status == FileStatus::Skipped));
 
     // Rewritten in place with the same size: same inode, new mtime → hashed and loaded.
-    let before = std::fs::metadata(&markets).unwrap();
+    let before = std::fs::metadata(&markets).expect("file system");
     std::fs::write(
         &markets,
         "coin_id,timestamp,price\nbitcoin,2021-01-01T00:00:00Z,2\n",
     )
-    .unwrap();
-    let after = std::fs::metadata(&markets).unwrap();
+    .expect("file system");
+    let after = std::fs::metadata(&markets).expect("file system");
     use std::os::unix::fs::MetadataExt;
     assert_eq!((before.len(), before.ino()), (after.len(), after.ino()));
     settle();
@@ -805,9 +805,9 @@ fn an_unchanged_file_is_recognised_by_its_stat_without_hashing() {
     std::fs::File::options()
         .write(true)
         .open(&markets)
-        .unwrap()
+        .expect("file system")
         .set_modified(old)
-        .unwrap();
+        .expect("file system");
     settle();
     let touched = fx.run();
     assert_eq!(touched.hashed, 1);
