@@ -60,6 +60,54 @@ pub(crate) struct InputFile {
     pub(crate) name: String,
     pub(crate) size: u64,
     pub(crate) sha256: String,
+    /// The file system's view of the file taken before it was hashed, when it is settled
+    /// enough to recognise the file by ([`FileStat::settled`]).
+    pub(crate) stat: Option<FileStat>,
+}
+
+/// What the file system says of a file: an unchanged re-run recognises a loaded file by
+/// its path and this, without re-hashing it. Times in nanoseconds since the epoch, at
+/// the file system's full resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct FileStat {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i64,
+    pub(crate) ctime_ns: i64,
+    pub(crate) inode: u64,
+}
+
+/// How long after its last change a file's stat is trusted: the kernel stamps mtime and
+/// ctime from a coarse clock (a tick of up to ~10 ms), so a same-size rewrite in the tick
+/// after the stat was taken would keep the stat. A stat younger than this is not
+/// recorded, and the file is hashed again next run.
+const SETTLE_NS: i64 = 2_000_000_000;
+
+impl FileStat {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileStat {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            inode: meta.ino(),
+        }
+    }
+
+    /// Whether the file last changed long enough ago ([`SETTLE_NS`]) that a later change
+    /// must show in its stat.
+    pub(crate) fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        self.mtime_ns.max(self.ctime_ns) <= now - SETTLE_NS
+    }
+}
+
+/// The stat of the file at `path`.
+pub(crate) fn stat(path: &Path) -> Result<FileStat, ExtractError> {
+    Ok(FileStat::of(
+        &std::fs::metadata(path).map_err(io_err(path))?,
+    ))
 }
 
 /// The folder (under the data directory) that fetches write to.
@@ -98,6 +146,9 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, ExtractError> {
 /// Fingerprints a file.
 pub(crate) fn fingerprint(dir: &Path, path: &Path) -> Result<InputFile, ExtractError> {
     let mut file = File::open(path).map_err(io_err(path))?;
+    // Taken before reading: a change during the hash shows as a stat that no longer
+    // matches, so the next run hashes again.
+    let stat = FileStat::of(&file.metadata().map_err(io_err(path))?);
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -116,6 +167,7 @@ pub(crate) fn fingerprint(dir: &Path, path: &Path) -> Result<InputFile, ExtractE
         name: relative_name(dir, path),
         size,
         sha256,
+        stat: Some(stat).filter(FileStat::settled),
     })
 }
 

@@ -6,7 +6,7 @@
 //! failed run's `finish_run` commits in the run's transaction, with its data. Never
 //! writes warehouse data.
 
-use crate::extract::InputFile;
+use crate::extract::{FileStat, InputFile};
 use crate::report::FileReport;
 use crate::rows::{Rejection, COPY_CHUNK};
 use coinflow_shared::dataset::Dataset;
@@ -214,6 +214,60 @@ pub(crate) fn loaded_hashes(conn: &mut PgConnection) -> QueryResult<BTreeSet<Str
         .map(|v| v.into_iter().collect())
 }
 
+/// Path and stat of every loaded file whose stat was recorded: a file that matches one
+/// is unchanged since it was loaded.
+pub(crate) fn loaded_stats(conn: &mut PgConnection) -> QueryResult<BTreeSet<(String, FileStat)>> {
+    /// Path, size, mtime, ctime, inode.
+    type StatRow = (String, i64, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<StatRow> = etl_files::table
+        .filter(etl_files::status.eq(FileStatus::Loaded))
+        .filter(etl_files::mtime_ns.is_not_null())
+        .select((
+            etl_files::path,
+            etl_files::size_bytes,
+            etl_files::mtime_ns,
+            etl_files::ctime_ns,
+            etl_files::inode,
+        ))
+        .distinct()
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(path, size, mtime_ns, ctime_ns, inode)| {
+            Some((
+                path,
+                FileStat {
+                    size: size as u64,
+                    mtime_ns: mtime_ns?,
+                    ctime_ns: ctime_ns?,
+                    inode: inode? as u64,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// A file that hashed to loaded content but whose stat differs (touched, copied back,
+/// rewritten with the same bytes): its new stat goes on the loaded rows of the same path
+/// and content, so the next run recognises it without hashing. Returns the rows updated.
+pub(crate) fn record_stat(conn: &mut PgConnection, file: &InputFile) -> QueryResult<usize> {
+    let Some(stat) = file.stat else {
+        return Ok(0);
+    };
+    diesel::update(
+        etl_files::table
+            .filter(etl_files::status.eq(FileStatus::Loaded))
+            .filter(etl_files::path.eq(&file.name))
+            .filter(etl_files::sha256.eq(&file.sha256)),
+    )
+    .set((
+        etl_files::mtime_ns.eq(stat.mtime_ns),
+        etl_files::ctime_ns.eq(stat.ctime_ns),
+        etl_files::inode.eq(stat.inode as i64),
+    ))
+    .execute(conn)
+}
+
 /// A file's ledger row.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = etl_files, treat_none_as_default_value = false)]
@@ -231,6 +285,9 @@ struct NewEtlFile<'a> {
     /// For a set-aside file: [`crate::validate::Known::fingerprint`] of what it was
     /// judged against.
     coin_list: Option<String>,
+    mtime_ns: Option<i64>,
+    ctime_ns: Option<i64>,
+    inode: Option<i64>,
 }
 
 /// Records a file's outcome in the ledger (`etl_files`).
@@ -254,6 +311,9 @@ pub(crate) fn record_file(
             counts: r.counts,
             seconds: r.seconds,
             coin_list,
+            mtime_ns: file.stat.map(|s| s.mtime_ns),
+            ctime_ns: file.stat.map(|s| s.ctime_ns),
+            inode: file.stat.map(|s| s.inode as i64),
         })
         .execute(conn)
         .map(|_| ())

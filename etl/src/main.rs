@@ -91,6 +91,9 @@ struct RunArgs {
     /// Reload this file even if it is unchanged (repeatable).
     #[arg(long)]
     force: Vec<PathBuf>,
+    /// Re-hash every file: do not trust an unchanged path, size, mtime and inode.
+    #[arg(long)]
+    verify: bool,
     /// Write the run summary as JSON to this file.
     #[arg(long)]
     summary: Option<PathBuf>,
@@ -136,6 +139,7 @@ fn run_options(
     opts.db_wait = db_wait;
     opts.no_wait_lock = args.no_wait_lock;
     opts.force = args.force.clone();
+    opts.verify = args.verify;
     opts.max_reject_ratio = args.max_reject_ratio;
     opts.rank_tolerance = args.rank_tolerance;
     opts.date_order = args.date_order.map(Into::into);

@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub max_reject_ratio: f64,
     pub rank_tolerance: Duration,
     pub date_order: Option<DateOrder>,
+    /// Hash every file, even one whose path and stat match a loaded file's.
+    pub verify: bool,
 }
 
 impl RunOptions {
@@ -30,6 +32,7 @@ impl RunOptions {
             max_reject_ratio: 0.05,
             rank_tolerance: Duration::from_secs(60),
             date_order: None,
+            verify: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use coinflow_shared::ledger::{FileStatus, RunStatus, Versioned};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
@@ -155,12 +156,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     }
 }
 
-fn is_forced(opts: &RunOptions, file: &InputFile) -> bool {
+fn is_forced(opts: &RunOptions, path: &Path, name: &str) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let target = canonical(&file.path);
+    let target = canonical(path);
     opts.force
         .iter()
-        .any(|f| canonical(f) == target || f.as_os_str() == file.name.as_str())
+        .any(|f| canonical(f) == target || f.as_os_str() == name)
 }
 
 fn process(
@@ -207,30 +208,50 @@ fn process(
 }
 
 /// The directory's files that this run reads, planned and in load order; files the
-/// ledger has loaded with the same content (and not forced) are reported skipped.
+/// ledger has loaded with the same content (and not forced) are reported skipped. A file
+/// whose path and stat (size, mtime, ctime, inode) match a loaded file's is not hashed
+/// (unless `--verify`); a file that hashes to loaded content gets its new stat recorded.
 fn plan_new_files(
     conn: &mut PgConnection,
     opts: &RunOptions,
     report: &mut RunReport,
 ) -> Result<Vec<Planned>, EtlError> {
     let loaded = ledger::loaded_hashes(conn)?;
+    let stats = if opts.verify {
+        BTreeSet::new()
+    } else {
+        ledger::loaded_stats(conn)?
+    };
     let mut work = Vec::new();
     for path in extract::discover(&opts.data_dir)? {
+        let name = extract::relative_name(&opts.data_dir, &path);
+        let forced = is_forced(opts, &path, &name);
+        if !forced && stats.contains(&(name.clone(), extract::stat(&path)?)) {
+            report.add(skipped(name, "path, size, mtime and inode"));
+            continue;
+        }
         let file = extract::fingerprint(&opts.data_dir, &path)?;
-        if loaded.contains(&file.sha256) && !is_forced(opts, &file) {
-            log::info!("{}: unchanged since it was loaded, skipped", file.name);
-            report.add(FileReport {
-                path: file.name,
-                status: FileStatus::Skipped,
-                reason: Some("unchanged since it was loaded".into()),
-                ..FileReport::default()
-            });
+        report.hashed += 1;
+        if loaded.contains(&file.sha256) && !forced {
+            ledger::record_stat(conn, &file)?;
+            report.add(skipped(file.name, "sha256"));
             continue;
         }
         work.push(plan(file)?);
     }
     work.sort_by(|a, b| a.order().cmp(&b.order()));
     Ok(work)
+}
+
+/// The report of a file unchanged since it was loaded, recognised by `by`.
+fn skipped(name: String, by: &str) -> FileReport {
+    log::info!("{name}: unchanged since it was loaded ({by}), skipped");
+    FileReport {
+        path: name,
+        status: FileStatus::Skipped,
+        reason: Some("unchanged since it was loaded".into()),
+        ..FileReport::default()
+    }
 }
 
 /// The bytes of the run's markets input (markets and listings files): what decides a
@@ -293,7 +314,7 @@ fn evaluate(
     let prior = ledger::last_evaluation(conn, &file.sha256)?;
     if let Some(unchanged) = prior
         .as_ref()
-        .filter(|_| !is_forced(opts, file))
+        .filter(|_| !is_forced(opts, &file.path, &file.name))
         .and_then(|p| p.still_set_aside(&judged_against(&state.known, opts)))
     {
         log::warn!(

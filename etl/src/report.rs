@@ -69,6 +69,9 @@ pub struct RunReport {
     pub seconds: f64,
     /// Served datasets whose data version this run bumped.
     pub changed_datasets: Vec<String>,
+    /// Input files this run hashed (sha256); a file recognised by its path and stat is
+    /// not hashed.
+    pub hashed: u64,
 }
 
 impl RunReport {

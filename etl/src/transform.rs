@@ -10,43 +10,84 @@ use polars::prelude::*;
 
 pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// As-of join of price snapshots with the ranking source: for each snapshot
-/// (`coin_id`, `ts`), the latest ranking of the same coin at or before `ts` and at most
-/// `tolerance_us` older. Input: snapshots(coin_id, ts), rankings(coin_id, ts, rank,
-/// source). Output: (coin_id, ts, rank, rank_source), one row per snapshot, rank null
-/// where nothing matched.
+/// The ranking sources a snapshot prefers, best first; any other source (a file without
+/// a `rank_source` column is `listings` or `rankings`) comes after these, by name.
+pub(crate) const RANK_SOURCE_PREFERENCE: [&str; 3] =
+    ["coinmarketcap", "coingecko", "cryptocompare"];
+
+/// Sort key of a ranking source in [`RANK_SOURCE_PREFERENCE`] order.
+pub(crate) fn rank_source_order(source: &str) -> (usize, &str) {
+    let known = RANK_SOURCE_PREFERENCE.iter().position(|s| *s == source);
+    (known.unwrap_or(RANK_SOURCE_PREFERENCE.len()), source)
+}
+
+/// As-of join of price snapshots with the rankings: for each snapshot (`coin_id`, `ts`)
+/// and each source, the latest ranking of the same coin and source at or before `ts` and
+/// at most `tolerance_us` older; of the sources that have one, the first in
+/// [`rank_source_order`] ranks the snapshot (preference wins over recency). Input:
+/// snapshots(coin_id, ts), rankings(coin_id, ts, rank, source). Output: (coin_id, ts,
+/// rank, rank_source), one row per snapshot, rank null where nothing matched.
 pub(crate) fn market_ranks(
     snapshots: DataFrame,
     rankings: DataFrame,
     tolerance_us: i64,
 ) -> PolarsResult<DataFrame> {
+    let mut sources: Vec<String> = rankings
+        .column("source")?
+        .str()?
+        .iter()
+        .flatten()
+        .collect::<std::collections::BTreeSet<&str>>()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    sources.sort_by(|a, b| rank_source_order(a).cmp(&rank_source_order(b)));
     let sort = SortMultipleOptions::default();
-    let left = snapshots.lazy().sort(["ts"], sort.clone());
-    let right = rankings
-        .lazy()
-        .select([
-            col("coin_id"),
-            col("ts").alias("rank_ts"),
-            col("rank"),
-            col("source").alias("rank_source"),
-        ])
-        .sort(["rank_ts"], sort.clone());
-    let options = AsOfOptions {
-        strategy: AsofStrategy::Backward,
-        tolerance: Some(Scalar::from(tolerance_us)),
-        tolerance_str: None,
-        left_by: Some(vec!["coin_id".into()]),
-        right_by: Some(vec!["coin_id".into()]),
-        allow_eq: true,
-        check_sortedness: false,
-    };
-    left.join_builder()
-        .with(right)
-        .left_on([col("ts")])
-        .right_on([col("rank_ts")])
-        .how(JoinType::AsOf(Box::new(options)))
-        .finish()
-        .select([col("coin_id"), col("ts"), col("rank"), col("rank_source")])
+    let mut out = snapshots.lazy().sort(["ts"], sort.clone()).with_columns([
+        lit(NULL).cast(DataType::Int32).alias("rank"),
+        lit(NULL).cast(DataType::String).alias("rank_source"),
+    ]);
+    for source in sources {
+        let right = rankings
+            .clone()
+            .lazy()
+            .filter(col("source").eq(lit(source.clone())))
+            .select([
+                col("coin_id"),
+                col("ts").alias("rank_ts"),
+                col("rank").alias("source_rank"),
+            ])
+            .sort(["rank_ts"], sort.clone());
+        let options = AsOfOptions {
+            strategy: AsofStrategy::Backward,
+            tolerance: Some(Scalar::from(tolerance_us)),
+            tolerance_str: None,
+            left_by: Some(vec!["coin_id".into()]),
+            right_by: Some(vec!["coin_id".into()]),
+            allow_eq: true,
+            check_sortedness: false,
+        };
+        let fill = col("rank").is_null().and(col("source_rank").is_not_null());
+        out = out
+            .join_builder()
+            .with(right)
+            .left_on([col("ts")])
+            .right_on([col("rank_ts")])
+            .how(JoinType::AsOf(Box::new(options)))
+            .finish()
+            .with_columns([
+                when(fill.clone())
+                    .then(col("source_rank"))
+                    .otherwise(col("rank"))
+                    .alias("rank"),
+                when(fill)
+                    .then(lit(source))
+                    .otherwise(col("rank_source"))
+                    .alias("rank_source"),
+            ])
+            .select([col("coin_id"), col("ts"), col("rank"), col("rank_source")]);
+    }
+    out.select([col("coin_id"), col("ts"), col("rank"), col("rank_source")])
         .sort(["coin_id", "ts"], sort)
         .collect()
 }
@@ -302,6 +343,59 @@ mod tests {
         assert_eq!(ranks_for(&[100 * S], &[30 * S], 60 * S), vec![None]);
         // a ranking after the snapshot is never used
         assert_eq!(ranks_for(&[100 * S], &[101 * S], 60 * S), vec![None]);
+    }
+
+    #[test]
+    fn the_preferred_source_ranks_a_snapshot_even_when_another_is_more_recent() {
+        let snapshots =
+            df!("coin_id" => ["a", "a", "a"], "ts" => [100 * S, 200 * S, 300 * S]).expect("df");
+        let rankings = df!(
+            "coin_id" => ["a", "a", "a", "a", "a"],
+            "ts" => [90 * S, 95 * S, 195 * S, 190 * S, 295 * S],
+            "rank" => [1i32, 2, 3, 4, 5],
+            "source" => ["cryptocompare", "coinmarketcap", "cryptocompare", "rankings", "zeta"]
+        )
+        .expect("df");
+        let out = market_ranks(snapshots, rankings, 60 * S).expect("join");
+        let rank: Vec<Option<i32>> = out
+            .column("rank")
+            .expect("rank")
+            .i32()
+            .expect("i32")
+            .iter()
+            .collect();
+        let source: Vec<Option<&str>> = out
+            .column("rank_source")
+            .expect("rank_source")
+            .str()
+            .expect("str")
+            .iter()
+            .collect();
+        assert_eq!(rank, vec![Some(2), Some(3), Some(5)]);
+        assert_eq!(
+            source,
+            vec![Some("coinmarketcap"), Some("cryptocompare"), Some("zeta")]
+        );
+        let mut names = vec![
+            "zeta",
+            "rankings",
+            "cryptocompare",
+            "listings",
+            "coinmarketcap",
+            "coingecko",
+        ];
+        names.sort_by(|a, b| rank_source_order(a).cmp(&rank_source_order(b)));
+        assert_eq!(
+            names,
+            [
+                "coinmarketcap",
+                "coingecko",
+                "cryptocompare",
+                "listings",
+                "rankings",
+                "zeta"
+            ]
+        );
     }
 
     #[test]

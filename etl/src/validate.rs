@@ -261,7 +261,7 @@ impl Validator {
                     ts,
                     rank,
                     volume_24h_usd: volume,
-                    source: Dataset::Listings.name().to_string(),
+                    source: rank_source(&row, Dataset::Listings),
                 });
                 batch.market.push(MarketRow {
                     line,
@@ -313,7 +313,7 @@ impl Validator {
                     ts: values::to_datetime(ts),
                     rank,
                     volume_24h_usd: volume,
-                    source: Dataset::Rankings.name().to_string(),
+                    source: rank_source(&row, Dataset::Rankings),
                 });
             }
             Dataset::Candles => {
@@ -413,6 +413,15 @@ impl Validator {
         }
         Ok(())
     }
+}
+
+/// The source of a row's rank: its `rank_source` cell (trimmed, lower-cased), else the
+/// dataset's name (`listings`, `rankings`) as before the column existed.
+fn rank_source(row: &Fields<'_>, dataset: Dataset) -> String {
+    row.optional_text(Column::RankSource)
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| dataset.name().to_string())
 }
 
 /// Whether rows of a file may bring their own coin: price histories (candles,

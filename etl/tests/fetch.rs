@@ -282,11 +282,11 @@ fn markets_walks_every_page_at_the_rate_limit_and_the_load_keeps_every_item() {
     );
     assert_eq!(
         read(fx.path(), &report.files[0]),
-        "id,symbol,name,rank,price,market_cap,volume_24h,timestamp,fetch_page,fetch_item\n\
-         bitcoin,btc,BTC,1,43000.5,1000000,5000,2026-12-06T11:59:30.000Z,1,0\n\
-         ethereum,eth,ETH,2,\"2,250.25\",1000000,5000,2026-12-06T11:59:30.000Z,1,1\n\
-         solana,sol,SOL,4,,1000000,5000,2026-12-06T11:59:30.000Z,2,0\n\
-         tether,usdt,Tether,3,1.0,7,9,2026-12-06T11:59:00Z,2,1\n"
+        "id,symbol,name,rank,price,market_cap,volume_24h,timestamp,rank_source,fetch_page,fetch_item\n\
+         bitcoin,btc,BTC,1,43000.5,1000000,5000,2026-12-06T11:59:30.000Z,coingecko,1,0\n\
+         ethereum,eth,ETH,2,\"2,250.25\",1000000,5000,2026-12-06T11:59:30.000Z,coingecko,1,1\n\
+         solana,sol,SOL,4,,1000000,5000,2026-12-06T11:59:30.000Z,coingecko,2,0\n\
+         tether,usdt,Tether,3,1.0,7,9,2026-12-06T11:59:00Z,coingecko,2,1\n"
     );
     assert_eq!(
         read(fx.path(), &report.files[1]),
@@ -325,7 +325,7 @@ fn markets_walks_every_page_at_the_rate_limit_and_the_load_keeps_every_item() {
     assert_eq!(fx.count("SELECT count(*) FROM rankings"), 3);
     assert_eq!(
         fx.text("SELECT reason || ' ' || column_name || ' ' || raw_line FROM etl_rejects"),
-        Some("missing required value price solana,sol,SOL,4,,1000000,5000,2026-12-06T11:59:30.000Z,2,0".into())
+        Some("missing required value price solana,sol,SOL,4,,1000000,5000,2026-12-06T11:59:30.000Z,coingecko,2,0".into())
     );
 }
 
@@ -696,7 +696,7 @@ fn coinmarketcap_listings_and_cryptocompare_toplist_load_as_listings_and_ranking
     let csv = read(fx.path(), &toplist.files[0]);
     assert_eq!(
         csv.lines().nth(1),
-        Some("ETH,ETH,Ethereum,2026-12-06T12:00:00Z,1,9000000,1,0")
+        Some("ETH,ETH,Ethereum,2026-12-06T12:00:00Z,1,9000000,cryptocompare,1,0")
     );
     assert_eq!(csv.lines().count(), 4);
 
@@ -705,8 +705,8 @@ fn coinmarketcap_listings_and_cryptocompare_toplist_load_as_listings_and_ranking
     assert_reconciles(&loaded);
     assert_eq!(fx.count("SELECT count(*) FROM coins"), 2);
     assert_eq!(
-        fx.text("SELECT string_agg(coin_id || ':' || rank, ',' ORDER BY ts, rank) FROM rankings"),
-        Some("bitcoin:1,ethereum:2,ethereum:1,bitcoin:2".into())
+        fx.text("SELECT string_agg(coin_id || ':' || rank || ':' || source, ',' ORDER BY ts, rank) FROM rankings"),
+        Some("bitcoin:1:coinmarketcap,ethereum:2:coinmarketcap,ethereum:1:cryptocompare,bitcoin:2:cryptocompare".into())
     );
     assert_eq!(
         fx.rejects(&toplist.files[0]),

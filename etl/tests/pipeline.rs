@@ -3,6 +3,7 @@
 
 mod common;
 use coinflow_etl::EtlError;
+use coinflow_shared::ledger::FileStatus;
 use common::*;
 use diesel::prelude::*;
 
@@ -665,4 +666,165 @@ fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
         schema,
         "market's constraints stayed in place"
     );
+}
+
+#[test]
+fn rankings_of_two_sources_for_one_coin_and_instant_are_both_kept_and_the_preferred_ranks() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write(
+        "markets.csv",
+        "coin_id,timestamp,price\nbitcoin,2021-01-01T00:00:00Z,1\nbitcoin,2021-01-01T01:00:00Z,1\n",
+    );
+    // One file, two sources of the same coin and instant: two keys, no conflict.
+    fx.write(
+        "ranks.csv",
+        "coin_id,timestamp,rank,volume_24h,rank_source\n\
+         bitcoin,2021-01-01T00:00:00Z,5,100,cryptocompare\n\
+         bitcoin,2021-01-01T00:00:00Z,2,,coinmarketcap\n\
+         bitcoin,2021-01-01T01:00:00Z,7,100,cryptocompare\n",
+    );
+    // A file without the column keeps its dataset's name as the source.
+    fx.write(
+        "plain.csv",
+        "coin_id,timestamp,rank\nbitcoin,2021-01-01T00:00:00Z,9\n",
+    );
+    let report = fx.run();
+    assert_reconciles(&report);
+    let f = file(&report, "ranks.csv");
+    assert_eq!((f.read, f.loaded, f.rejected), (3, 3, 0));
+    assert_eq!(file(&report, "plain.csv").loaded, 1);
+    assert_eq!(
+        fx.text("SELECT string_agg(source || ':' || rank, ',' ORDER BY source) FROM rankings WHERE ts = '2021-01-01T00:00:00Z'")
+            .as_deref(),
+        Some("coinmarketcap:2,cryptocompare:5,rankings:9")
+    );
+    let ranked = |hour: u32| {
+        fx.text(&format!(
+            "SELECT rank || ' ' || rank_source FROM market WHERE ts = '2021-01-01T0{hour}:00:00Z'"
+        ))
+    };
+    assert_eq!(ranked(0).as_deref(), Some("2 coinmarketcap"), "preferred");
+    assert_eq!(
+        ranked(1).as_deref(),
+        Some("7 cryptocompare"),
+        "the only one"
+    );
+    assert_eq!(
+        fx.text("SELECT string_agg(DISTINCT rank_source, ',') FROM top_slots WHERE valid_from = '2021-01-01T00:00:00Z'")
+            .as_deref(),
+        Some("coinmarketcap"),
+        "/top serves the source market holds"
+    );
+
+    // Re-loading one source classifies within that source only.
+    fx.write(
+        "again.csv",
+        "coin_id,timestamp,rank,volume_24h,rank_source\n\
+         bitcoin,2021-01-01T00:00:00Z,5,100,cryptocompare\n\
+         bitcoin,2021-01-01T00:00:00Z,6,,rankings\n",
+    );
+    let report = fx.run();
+    let f = file(&report, "again.csv");
+    assert_eq!((f.loaded, f.duplicate, f.updated), (0, 1, 1));
+    assert_eq!(fx.count("SELECT count(*) FROM rankings"), 4);
+    assert_eq!(ranked(0).as_deref(), Some("2 coinmarketcap"));
+    // The preferred source changes its rank: the snapshot follows.
+    fx.write(
+        "cmc.csv",
+        "coin_id,timestamp,rank,rank_source\nbitcoin,2021-01-01T00:00:00Z,3,CoinMarketCap\n",
+    );
+    let report = fx.run();
+    assert_eq!(file(&report, "cmc.csv").updated, 1);
+    assert_eq!(ranked(0).as_deref(), Some("3 coinmarketcap"));
+    assert_eq!(
+        fx.text("SELECT rank || ' ' || rank_source FROM top_slots WHERE valid_from = '2021-01-01T00:00:00Z' LIMIT 1")
+            .as_deref(),
+        Some("3 coinmarketcap")
+    );
+}
+
+/// Waits until files written now are older than the window in which the ETL does not
+/// trust a file's stat (2 s).
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+}
+
+#[test]
+fn an_unchanged_file_is_recognised_by_its_stat_without_hashing() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    let markets = fx.write(
+        "markets.csv",
+        "coin_id,timestamp,price\nbitcoin,2021-01-01T00:00:00Z,1\n",
+    );
+    settle();
+    let first = fx.run();
+    assert_eq!(first.hashed, 2);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_files WHERE mtime_ns IS NOT NULL AND inode IS NOT NULL AND ctime_ns IS NOT NULL"),
+        2
+    );
+    let again = fx.run();
+    assert_eq!(
+        again.hashed, 0,
+        "path, size, mtime and inode match: no hash"
+    );
+    assert!(again.files.iter().all(|f| f.status == FileStatus::Skipped));
+
+    // `--verify` hashes everything; unchanged content is still skipped.
+    let verified = fx.run_with(|o| o.verify = true);
+    assert_eq!(verified.hashed, 2);
+    assert!(verified
+        .files
+        .iter()
+        .all(|f| f.status == FileStatus::Skipped));
+
+    // Rewritten in place with the same size: same inode, new mtime → hashed and loaded.
+    let before = std::fs::metadata(&markets).expect("file system");
+    std::fs::write(
+        &markets,
+        "coin_id,timestamp,price\nbitcoin,2021-01-01T00:00:00Z,2\n",
+    )
+    .expect("file system");
+    let after = std::fs::metadata(&markets).expect("file system");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((before.len(), before.ino()), (after.len(), after.ino()));
+    settle();
+    let rewritten = fx.run();
+    assert_eq!(rewritten.hashed, 1);
+    assert_eq!(file(&rewritten, "markets.csv").updated, 1);
+    assert_eq!(
+        fx.text("SELECT price_usd FROM market").as_deref(),
+        Some("2")
+    );
+
+    // Touched: hashed once, the content matches (skipped), the new stat is recorded, and
+    // the run after that is fast again.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&markets)
+        .expect("file system")
+        .set_modified(old)
+        .expect("file system");
+    settle();
+    let touched = fx.run();
+    assert_eq!(touched.hashed, 1);
+    assert_eq!(file(&touched, "markets.csv").status, FileStatus::Skipped);
+    let next = fx.run();
+    assert_eq!(next.hashed, 0, "the touched file's new stat was recorded");
+
+    // A file changed within the last 2 s is hashed and its stat not recorded.
+    fx.write(
+        "late.csv",
+        "coin_id,timestamp,price\nethereum,2021-01-01T00:00:00Z,3\n",
+    );
+    let fresh = fx.run();
+    assert_eq!(fresh.hashed, 1);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM etl_files WHERE path = 'late.csv' AND mtime_ns IS NULL"),
+        1
+    );
+    assert_eq!(fx.run().hashed, 1, "not trusted yet: hashed again");
 }

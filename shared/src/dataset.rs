@@ -34,6 +34,8 @@ pub enum Column {
     DateAdded,
     Side,
     Quantity,
+    /// Who ranked a listings or rankings row (`coinmarketcap`, `cryptocompare`, …).
+    RankSource,
 }
 
 impl Column {
@@ -62,6 +64,7 @@ impl Column {
             Column::DateAdded => "date_added",
             Column::Side => "side",
             Column::Quantity => "quantity",
+            Column::RankSource => "rank_source",
         }
     }
 }
@@ -120,6 +123,7 @@ const ALIASES: &[(Column, &[&str])] = &[
     (Column::DateAdded, &["date_added", "created_at"]),
     (Column::Side, &["side"]),
     (Column::Quantity, &["quantity", "qty", "amount"]),
+    (Column::RankSource, &["rank_source"]),
 ];
 
 /// An input dataset, in detection order.
@@ -182,9 +186,10 @@ impl Dataset {
     pub const fn optional(self) -> &'static [Column] {
         use Column::*;
         match self {
-            Dataset::Listings | Dataset::Markets => &[MarketCap, Volume24h],
+            Dataset::Listings => &[MarketCap, Volume24h, RankSource],
+            Dataset::Markets => &[MarketCap, Volume24h],
             Dataset::Candles => &[Volume24h, MarketCap],
-            Dataset::Rankings => &[Volume24h],
+            Dataset::Rankings => &[Volume24h, RankSource],
             Dataset::Coins => &[CmcId],
             Dataset::Tickers => &[Base, Target],
             Dataset::People => &[DateAdded],

@@ -84,6 +84,9 @@ diesel::table! {
         blank -> Int8,
         set_aside -> Int8,
         coin_list -> Nullable<Text>,
+        mtime_ns -> Nullable<Int8>,
+        ctime_ns -> Nullable<Int8>,
+        inode -> Nullable<Int8>,
     }
 }
 
@@ -148,7 +151,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    rankings (coin_id, ts) {
+    rankings (coin_id, ts, source) {
         coin_id -> Text,
         ts -> Timestamptz,
         rank -> Int4,

@@ -1,5 +1,6 @@
-//! `market.rank` and `market.rank_source`: each snapshot takes the ranking of its coin
-//! nearest in time within the tolerance ([`transform::market_ranks`]). Takes the coins
+//! `market.rank` and `market.rank_source`: each snapshot takes its coin's latest ranking
+//! at or before it within the tolerance, from the most preferred source that has one
+//! ([`transform::market_ranks`], [`transform::RANK_SOURCE_PREFERENCE`]). Takes the coins
 //! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
 
 use super::{micros, to_ts, Key, RefreshError, COIN_BATCH};

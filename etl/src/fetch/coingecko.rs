@@ -7,7 +7,7 @@
 
 use super::item::Item;
 use super::output::{CsvSink, LISTINGS_HEADER};
-use super::{page_items, PageEnd, Walker};
+use super::{page_items, PageEnd, Source, Walker};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -55,7 +55,17 @@ pub(crate) fn markets(w: &mut Walker<'_>, stamp: &str, per_page: Option<u32>) ->
             } else {
                 let rank = item.number("/market_cap_rank", true);
                 ranked.push(
-                    vec![id, symbol, name, rank, price, market_cap, volume, ts],
+                    vec![
+                        id,
+                        symbol,
+                        name,
+                        rank,
+                        price,
+                        market_cap,
+                        volume,
+                        ts,
+                        Source::CoinGecko.name().to_string(),
+                    ],
                     page,
                     i,
                 );

@@ -9,7 +9,7 @@
 use super::coingecko::end_of;
 use super::item::Item;
 use super::output::{CsvSink, LISTINGS_HEADER};
-use super::{page_items, PageEnd, PageError, Walker};
+use super::{page_items, PageEnd, PageError, Source, Walker};
 use serde_json::Value;
 
 /// CoinMarketCap's largest page.
@@ -62,7 +62,16 @@ pub(crate) fn listings(w: &mut Walker<'_>, stamp: &str, per_page: Option<u32>) -
             let cmc_id = item.number("/id", false);
             sink.push(
                 vec![
-                    slug, symbol, name, rank, price, market_cap, volume, ts, cmc_id,
+                    slug,
+                    symbol,
+                    name,
+                    rank,
+                    price,
+                    market_cap,
+                    volume,
+                    ts,
+                    Source::CoinMarketCap.name().to_string(),
+                    cmc_id,
                 ],
                 page,
                 i,

@@ -8,7 +8,7 @@
 use super::coingecko::end_of;
 use super::item::{iso, Item};
 use super::output::CsvSink;
-use super::{page_items, PageEnd, PageError, Walker};
+use super::{page_items, PageEnd, PageError, Source, Walker};
 use serde_json::Value;
 
 /// CryptoCompare's largest page.
@@ -31,6 +31,7 @@ pub(crate) fn toplist(
             "timestamp",
             "rank",
             "volume_24h",
+            "rank_source",
         ],
     );
     w.walk(&format!("toplist@{per_page}"), |client, page, problems| {
@@ -72,6 +73,7 @@ pub(crate) fn toplist(
                     observed.clone(),
                     rank.to_string(),
                     volume,
+                    Source::CryptoCompare.name().to_string(),
                 ],
                 page,
                 i,

@@ -18,7 +18,8 @@ pub use crate::extract::{ARCHIVE_DIR, FETCHED_DIR};
 pub const ORIGIN_COLUMNS: [&str; 2] = ["fetch_page", "fetch_item"];
 
 /// The columns of a listings file (one row: coin, market snapshot and rank).
-pub const LISTINGS_HEADER: [&str; 8] = [
+/// `rank_source` names the provider whose rank the row carries.
+pub const LISTINGS_HEADER: [&str; 9] = [
     "id",
     "symbol",
     "name",
@@ -27,6 +28,7 @@ pub const LISTINGS_HEADER: [&str; 8] = [
     "market_cap",
     "volume_24h",
     "timestamp",
+    "rank_source",
 ];
 
 /// The UTC stamp in fetched file names: `20261206T201500Z`.

@@ -58,9 +58,9 @@ const MERGE_MARKET: Merge = Merge {
 const MERGE_RANKINGS: Merge = Merge {
     stage: "stg_rankings",
     target: "rankings",
-    keys: &[("coin_id", false), ("ts", false)],
-    values: &["rank", "volume_24h_usd", "source"],
-    conflict: "(coin_id, ts)",
+    keys: &[("coin_id", false), ("ts", false), ("source", false)],
+    values: &["rank", "volume_24h_usd"],
+    conflict: "(coin_id, ts, source)",
     ordered_insert: false,
 };
 const MERGE_CANDLES: Merge = Merge {

@@ -1,0 +1,1 @@
+ALTER TABLE etl_files DROP COLUMN mtime_ns, DROP COLUMN ctime_ns, DROP COLUMN inode;
