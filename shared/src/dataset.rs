@@ -34,6 +34,8 @@ pub enum Column {
     DateAdded,
     Side,
     Quantity,
+    /// A candle's interval (`1d`, `1h`, …).
+    Interval,
 }
 
 impl Column {
@@ -62,6 +64,7 @@ impl Column {
             Column::DateAdded => "date_added",
             Column::Side => "side",
             Column::Quantity => "quantity",
+            Column::Interval => "interval",
         }
     }
 }
@@ -120,6 +123,7 @@ const ALIASES: &[(Column, &[&str])] = &[
     (Column::DateAdded, &["date_added", "created_at"]),
     (Column::Side, &["side"]),
     (Column::Quantity, &["quantity", "qty", "amount"]),
+    (Column::Interval, &["interval", "timeframe", "resolution", "granularity"]),
 ];
 
 /// An input dataset, in detection order.
@@ -183,7 +187,7 @@ impl Dataset {
         use Column::*;
         match self {
             Dataset::Listings | Dataset::Markets => &[MarketCap, Volume24h],
-            Dataset::Candles => &[Volume24h, MarketCap],
+            Dataset::Candles => &[Volume24h, MarketCap, Interval],
             Dataset::Rankings => &[Volume24h],
             Dataset::Coins => &[CmcId],
             Dataset::Tickers => &[Base, Target],
