@@ -994,6 +994,20 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_column_is_read_for_candles() {
+        for (header, index) in [
+            ("coin,date,open,high,low,close,interval", 6),
+            ("symbol,timeframe,date,open,high,low,close", 1),
+            ("coin,date,open,high,low,close,Resolution", 6),
+        ] {
+            let d = detect_str(header, "c.csv").expect("recognised");
+            assert_eq!(d.dataset, Dataset::Candles, "{header}");
+            assert_eq!(d.index(Column::Interval), Some(index), "{header}");
+            assert!(d.extra.is_empty(), "{header}: {:?}", d.extra);
+        }
+    }
+
+    #[test]
     fn close_is_a_price_only_for_markets() {
         let d = detect_str("coin,date,close", "x.csv").expect("recognised");
         assert_eq!(d.dataset, Dataset::Markets);
