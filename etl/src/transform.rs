@@ -83,11 +83,7 @@ pub(crate) fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataF
         .lazy()
         .sort(["coin_id", "ts"], sort.clone())
         .with_column(day.cast(DataType::Int32).alias("day"))
-        .filter(
-            col("seconds").eq(col("seconds")
-                .max()
-                .over([col("coin_id"), col("day")])?),
-        )
+        .filter(col("seconds").eq(col("seconds").max().over([col("coin_id"), col("day")])?))
         .group_by_stable([col("coin_id"), col("day")])
         .agg([
             col("open").first().alias("open"),
@@ -416,7 +412,10 @@ mod tests {
         assert_eq!(get("low"), vec![Some(0.5), Some(69.0), Some(1.0)]);
         assert_eq!(get("close"), vec![Some(5.0), Some(75.0), Some(6.0)]);
         assert_eq!(get("avg_price"), vec![Some(5.0), Some(75.0), Some(4.5)]);
-        assert_eq!(get("last_volume_usd"), vec![Some(100.0), Some(40.0), Some(10.0)]);
+        assert_eq!(
+            get("last_volume_usd"),
+            vec![Some(100.0), Some(40.0), Some(10.0)]
+        );
         let samples: Vec<Option<i32>> = out
             .column("samples")
             .expect("samples")

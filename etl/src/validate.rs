@@ -336,7 +336,9 @@ impl Validator {
                     None => None,
                     Some(raw) => Some(
                         values::parse_candle_interval(raw)
-                            .ok_or_else(|| fail(row.index(Column::Interval), reason::UNKNOWN_INTERVAL))?
+                            .ok_or_else(|| {
+                                fail(row.index(Column::Interval), reason::UNKNOWN_INTERVAL)
+                            })?
                             .to_string(),
                     ),
                 };

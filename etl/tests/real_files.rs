@@ -425,7 +425,13 @@ fn ohlcv(coin: &str, stamps: &[String], close: f64) -> String {
     stamps
         .iter()
         .enumerate()
-        .map(|(i, ts)| format!("{coin},{ts},1,{h},0.5,{c},100,5000\n", h = close + 10.0, c = close + i as f64))
+        .map(|(i, ts)| {
+            format!(
+                "{coin},{ts},1,{h},0.5,{c},100,5000\n",
+                h = close + 10.0,
+                c = close + i as f64
+            )
+        })
         .collect()
 }
 
@@ -437,7 +443,10 @@ fn one_day_from_two_exports_stamped_differently_is_one_candle_and_one_daily_row(
     fx.write("coins.csv", COINS);
     // A Kaggle-style history stamps each day at its close…
     let closes: Vec<String> = (13..=15).map(|d| format!("2016-01-{d} 23:59:59")).collect();
-    fx.write("history.csv", format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &closes, 400.0)));
+    fx.write(
+        "history.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &closes, 400.0)),
+    );
     let first = fx.run();
     assert_eq!(file(&first, "history.csv").loaded, 3);
     // …and its Excel-resaved successor cuts the seconds and writes the date its way; the
@@ -445,7 +454,10 @@ fn one_day_from_two_exports_stamped_differently_is_one_candle_and_one_daily_row(
     let resaved: Vec<String> = (13..=15).map(|d| format!("01/{d}/16 23:59")).collect();
     let mut successor = ohlcv("bitcoin", &resaved, 400.0);
     successor = successor.replace(",402,100", ",402.5,100");
-    fx.write("history_resaved.csv", format!("{CANDLES_HEADER}{successor}"));
+    fx.write(
+        "history_resaved.csv",
+        format!("{CANDLES_HEADER}{successor}"),
+    );
     let second = fx.run();
     let f = file(&second, "history_resaved.csv");
     assert_eq!((f.loaded, f.duplicate, f.updated, f.rejected), (0, 2, 1, 0));
@@ -455,7 +467,10 @@ fn one_day_from_two_exports_stamped_differently_is_one_candle_and_one_daily_row(
         1,
         "a close stamp floors to the start of its day"
     );
-    assert_eq!(fx.count("SELECT count(*) FROM daily WHERE coin_id = 'bitcoin'"), 3);
+    assert_eq!(
+        fx.count("SELECT count(*) FROM daily WHERE coin_id = 'bitcoin'"),
+        3
+    );
     assert_eq!(fx.count("SELECT max(samples) FROM daily"), 1);
     assert_eq!(
         fx.float("SELECT close FROM daily WHERE day = '2016-01-15'"),
@@ -470,7 +485,10 @@ fn a_stamp_on_the_boundary_opens_its_period() {
     fx.write("coins.csv", COINS);
     // Exchanges and CoinGecko stamp a day at its opening midnight.
     let opens: Vec<String> = (1..=3).map(|d| format!("2021-02-0{d} 00:00:00")).collect();
-    fx.write("opens.csv", format!("{CANDLES_HEADER}{}", ohlcv("ethereum", &opens, 1300.0)));
+    fx.write(
+        "opens.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("ethereum", &opens, 1300.0)),
+    );
     let report = fx.run();
     assert_eq!(file(&report, "opens.csv").loaded, 3);
     assert_eq!(
@@ -484,10 +502,14 @@ fn hourly_exchange_candles_live_beside_daily_ones_and_daily_folds_them_only_wher
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
     let days: Vec<String> = (1..=2).map(|d| format!("2021-01-0{d} 23:59:59")).collect();
-    fx.write("daily.csv", format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &days, 29000.0)));
+    fx.write(
+        "daily.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &days, 29000.0)),
+    );
     // Hourly exchange candles for 2021-01-02 and 2021-01-03 (open stamps); the first day
     // also has a daily candle, the second has only these.
-    let mut hourly = String::from("unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n");
+    let mut hourly =
+        String::from("unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n");
     for h in 0..48 {
         hourly.push_str(&format!(
             "0,2021-01-{:02} {:02}:00:00,BTC/USDT,{o},{hi},{lo},{c},1,10,5\n",
@@ -523,8 +545,13 @@ fn irregular_spacing_is_rejected_and_an_interval_column_decides_for_itself() {
     let fx = Fixture::new();
     fx.write("coins.csv", COINS);
     // Every 7 hours: no interval of the set fits.
-    let stamps: Vec<String> = (0..4).map(|i| format!("2021-03-01 {:02}:00:00", 7 * i)).collect();
-    fx.write("odd.csv", format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &stamps, 50000.0)));
+    let stamps: Vec<String> = (0..4)
+        .map(|i| format!("2021-03-01 {:02}:00:00", 7 * i))
+        .collect();
+    fx.write(
+        "odd.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &stamps, 50000.0)),
+    );
     // The same spacing with an interval column is what the column says; a value naming
     // no interval is a reject of its own.
     fx.write(
@@ -542,10 +569,17 @@ fn irregular_spacing_is_rejected_and_an_interval_column_decides_for_itself() {
     assert_eq!(odd.rejected, 4);
     let rejects = fx.rejects("odd.csv");
     assert_eq!(rejects.len(), 4);
-    assert!(rejects[0].2.starts_with("irregular candle spacing"), "{}", rejects[0].2);
+    assert!(
+        rejects[0].2.starts_with("irregular candle spacing"),
+        "{}",
+        rejects[0].2
+    );
     let with = file(&report, "with_interval.csv");
     assert_eq!((with.loaded, with.rejected), (4, 1));
-    assert_eq!(fx.rejects("with_interval.csv")[0].2, "unknown candle interval (one of 1m, 5m, 15m, 30m, 1h, 4h, 1d)");
+    assert_eq!(
+        fx.rejects("with_interval.csv")[0].2,
+        "unknown candle interval (one of 1m, 5m, 15m, 30m, 1h, 4h, 1d)"
+    );
     assert_eq!(
         fx.text("SELECT string_agg(interval || ' ' || to_char(period_start AT TIME ZONE 'UTC', 'DD HH24'), ',' ORDER BY interval, period_start) FROM candles").as_deref(),
         Some("1d 01 00,1d 02 00,4h 01 00,4h 01 04")

@@ -123,7 +123,10 @@ const ALIASES: &[(Column, &[&str])] = &[
     (Column::DateAdded, &["date_added", "created_at"]),
     (Column::Side, &["side"]),
     (Column::Quantity, &["quantity", "qty", "amount"]),
-    (Column::Interval, &["interval", "timeframe", "resolution", "granularity"]),
+    (
+        Column::Interval,
+        &["interval", "timeframe", "resolution", "granularity"],
+    ),
 ];
 
 /// An input dataset, in detection order.

@@ -76,10 +76,24 @@ fn the_candle_interval_migration_upgrades_a_populated_warehouse_while_it_is_read
          INSERT INTO top_slots SELECT * FROM top_slots_of(ARRAY(SELECT id FROM coins), ARRAY(SELECT '-infinity'::timestamptz FROM coins));",
     )
     .unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM daily WHERE samples = 2"), 20);
-    let top_before = count(&mut conn, "SELECT count(*) FROM top_slots WHERE coin_id <> 'c11'");
-    assert!(count(&mut conn, "SELECT count(*) FROM top_slots WHERE coin_id = 'c11'") > 0);
-    let daily_version = count(&mut conn, "SELECT version FROM data_versions WHERE dataset = 'daily'");
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) FROM daily WHERE samples = 2"),
+        20
+    );
+    let top_before = count(
+        &mut conn,
+        "SELECT count(*) FROM top_slots WHERE coin_id <> 'c11'",
+    );
+    assert!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM top_slots WHERE coin_id = 'c11'"
+        ) > 0
+    );
+    let daily_version = count(
+        &mut conn,
+        "SELECT version FROM data_versions WHERE dataset = 'daily'",
+    );
 
     // A reader keeps a transaction open on the served tables through the upgrade.
     let mut reader = db.conn();
@@ -90,14 +104,30 @@ fn the_candle_interval_migration_upgrades_a_populated_warehouse_while_it_is_read
     conn.run_pending_migrations(MIGRATIONS).expect("upgrade");
     reader.batch_execute("COMMIT").unwrap();
 
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM candles WHERE interval = '1d'"), 100, "twins collapsed");
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM candles WHERE interval = '1d'"
+        ),
+        100,
+        "twins collapsed"
+    );
     assert_eq!(
         count(&mut conn, "SELECT count(*) FROM candles WHERE interval = '1d' AND period_start = (ts AT TIME ZONE 'UTC')::date AT TIME ZONE 'UTC' AND ts = period_start + interval '23:59:59'"),
         100,
         "each day keeps its latest stamp, keyed at the day's start"
     );
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM candles WHERE interval = '1h' AND coin_id = 'c11'"), 48);
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM daily WHERE samples = 2"), 0);
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM candles WHERE interval = '1h' AND coin_id = 'c11'"
+        ),
+        48
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) FROM daily WHERE samples = 2"),
+        0
+    );
     assert_eq!(
         text(&mut conn, "SELECT close || ' ' || avg_price FROM daily WHERE coin_id = 'c1' AND day = '2023-12-01'"),
         "1 1"
@@ -107,13 +137,27 @@ fn the_candle_interval_migration_upgrades_a_populated_warehouse_while_it_is_read
         "1 47 24 24",
         "hourly candles folded, volumes summed"
     );
-    assert!(count(&mut conn, "SELECT version FROM data_versions WHERE dataset = 'daily'") > daily_version);
+    assert!(
+        count(
+            &mut conn,
+            "SELECT version FROM data_versions WHERE dataset = 'daily'"
+        ) > daily_version
+    );
     // /top: daily candles as before; the hourly coin's candles no longer count.
     assert_eq!(
-        count(&mut conn, "SELECT count(*) FROM top_slots WHERE coin_id <> 'c11'"),
+        count(
+            &mut conn,
+            "SELECT count(*) FROM top_slots WHERE coin_id <> 'c11'"
+        ),
         top_before
     );
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM top_slots WHERE coin_id = 'c11'"), 0);
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM top_slots WHERE coin_id = 'c11'"
+        ),
+        0
+    );
     assert_eq!(
         count(
             &mut conn,

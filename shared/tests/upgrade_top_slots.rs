@@ -66,7 +66,8 @@ fn the_top_slots_migration_backfills_a_populated_warehouse_while_it_is_read() {
         conn.run_next_migration(MIGRATIONS).expect("upgrade");
     }
     reader.batch_execute("COMMIT").unwrap();
-    conn.run_pending_migrations(MIGRATIONS).expect("the later migrations");
+    conn.run_pending_migrations(MIGRATIONS)
+        .expect("the later migrations");
 
     // 20 coins × 48 hourly rows, one bucket each except each coin's last row (valid for a
     // day: 25 buckets); 10 candle coins × 10 days, each valid for a day (24 or 25 buckets).

@@ -38,9 +38,8 @@ pub(crate) fn settle(conn: &mut PgConnection) -> QueryResult<Vec<(i64, String)>>
          UPDATE stg_candles SET period_start = candle_period_start(ts, interval)
          WHERE period_start IS NULL AND interval IS NOT NULL;",
     )?;
-    let irregular: Vec<Irregular> = diesel::sql_query(
-        "DELETE FROM stg_candles WHERE interval IS NULL RETURNING line, coin_id",
-    )
-    .load(conn)?;
+    let irregular: Vec<Irregular> =
+        diesel::sql_query("DELETE FROM stg_candles WHERE interval IS NULL RETURNING line, coin_id")
+            .load(conn)?;
     Ok(irregular.into_iter().map(|r| (r.line, r.coin_id)).collect())
 }
