@@ -395,12 +395,16 @@ fn candles_app() -> App {
             r#"
 INSERT INTO coins (id, symbol, name) VALUES
   ('kag', 'kag', 'Kaggle Coin'), ('mkt', 'MKT', 'Market Coin'), ('both', 'BTH', 'Both');
-INSERT INTO candles (coin_id, ts, open, high, low, close, volume_usd, market_cap_usd)
-SELECT 'kag', timestamptz '2019-12-01T00:00:00Z' + d * interval '1 day', 1, 2, 0.5, 10 + d, 100, 1000 + d
+INSERT INTO candles (coin_id, ts, period_start, open, high, low, close, volume_usd, market_cap_usd)
+SELECT 'kag', timestamptz '2019-12-01T00:00:00Z' + d * interval '1 day',
+       timestamptz '2019-12-01T00:00:00Z' + d * interval '1 day', 1, 2, 0.5, 10 + d, 100, 1000 + d
 FROM generate_series(0, 4) d;
-INSERT INTO candles (coin_id, ts, open, high, low, close, volume_usd, market_cap_usd) VALUES
-  ('both', '2019-12-03T23:59:59Z', 1, 2, 0.5, 7, 10, 9000),
-  ('mkt', '2019-12-03T00:00:00Z', 1, 2, 0.5, 99, 10, 99999);
+INSERT INTO candles (coin_id, ts, period_start, open, high, low, close, volume_usd, market_cap_usd) VALUES
+  ('both', '2019-12-03T23:59:59Z', '2019-12-03T00:00:00Z', 1, 2, 0.5, 7, 10, 9000),
+  ('mkt', '2019-12-03T00:00:00Z', '2019-12-03T00:00:00Z', 1, 2, 0.5, 99, 10, 99999);
+-- Hourly candles count for daily, not for /top.
+INSERT INTO candles (coin_id, interval, ts, period_start, open, high, low, close) VALUES
+  ('kag', '1h', '2019-12-10T05:00:00Z', '2019-12-10T05:00:00Z', 1, 2, 0.5, 1);
 INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, volume_24h_usd, rank, rank_source) VALUES
   ('mkt', '2019-12-04T12:00:00Z', 5, 500, 1, NULL, NULL),
   ('both', '2019-12-02T00:00:00Z', 6, 600, 1, 1, 'cmc');
@@ -472,8 +476,8 @@ fn candles_alone_give_the_default_instant() {
     db.conn()
         .batch_execute(
             "INSERT INTO coins (id, symbol, name) VALUES ('kag', 'KAG', 'Kaggle Coin');
-             INSERT INTO candles (coin_id, ts, open, high, low, close) VALUES
-               ('kag', '2019-12-01T00:00:00Z', 1, 2, 0.5, 1.5);",
+             INSERT INTO candles (coin_id, ts, period_start, open, high, low, close) VALUES
+               ('kag', '2019-12-01T00:00:00Z', '2019-12-01T00:00:00Z', 1, 2, 0.5, 1.5);",
         )
         .unwrap();
     common::rebuild_top_slots(&mut db.conn());

@@ -65,6 +65,7 @@ diesel::table! {
     stg_candles (line) {
         line -> Int8,
         coin_id -> Text,
+        interval -> Nullable<Text>,
         ts -> Timestamptz,
         open -> Float8,
         high -> Float8,
@@ -145,6 +146,8 @@ pub(crate) struct RankingRow {
 pub(crate) struct CandleRow {
     pub(crate) line: i64,
     pub(crate) coin_id: String,
+    /// From the file's interval column; None: from the spacing of the coin's rows.
+    pub(crate) interval: Option<String>,
     pub(crate) ts: DateTime<Utc>,
     pub(crate) open: f64,
     pub(crate) high: f64,

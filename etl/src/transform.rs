@@ -93,9 +93,14 @@ pub(crate) fn market_ranks(
 }
 
 /// Daily rollup per coin and UTC day. Input: market(coin_id, ts, price, market_cap,
-/// volume) and candles(coin_id, ts, open, high, low, close, volume, market_cap).
+/// volume) and candles(coin_id, ts, seconds, open, high, low, close, volume, market_cap),
+/// a candle's `ts` being the start of its period and `seconds` its interval's length.
 /// Output: (coin_id, day, open, high, low, close, avg_price, max_market_cap_usd,
 /// last_volume_usd, samples, source); candles win over snapshots for the same coin-day.
+/// A coin-day takes its 1d candle where it has one, else folds the candles of the
+/// coarsest interval it has (hourly candles beside 4h ones: the 4h ones), so periods
+/// never overlap: open of the first, close of the last, high and low over all, the
+/// volume summed (a day's volume), `samples` the candles folded.
 pub(crate) fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataFrame> {
     let sort = SortMultipleOptions::default();
     let day = (col("ts") - col("ts") % lit(MICROS_PER_DAY)) / lit(MICROS_PER_DAY);
@@ -119,6 +124,7 @@ pub(crate) fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataF
         .lazy()
         .sort(["coin_id", "ts"], sort.clone())
         .with_column(day.cast(DataType::Int32).alias("day"))
+        .filter(col("seconds").eq(col("seconds").max().over([col("coin_id"), col("day")])?))
         .group_by_stable([col("coin_id"), col("day")])
         .agg([
             col("open").first().alias("open"),
@@ -127,7 +133,10 @@ pub(crate) fn daily(market: DataFrame, candles: DataFrame) -> PolarsResult<DataF
             col("close").last().alias("close"),
             col("close").mean().alias("avg_price"),
             col("market_cap").max().alias("max_market_cap_usd"),
-            col("volume").last().alias("last_volume_usd"),
+            when(col("volume").is_not_null().any(false))
+                .then(col("volume").sum())
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("last_volume_usd"),
             len().cast(DataType::Int32).alias("samples"),
         ])
         .with_columns([lit("candles").alias("source"), lit(0i32).alias("priority")]);
@@ -429,6 +438,7 @@ mod tests {
         let candles = df!(
             "coin_id" => ["b"],
             "ts" => [day],
+            "seconds" => [86_400i64],
             "open" => [1.0], "high" => [2.0], "low" => [0.5], "close" => [1.5],
             "volume" => [Some(100.0)], "market_cap" => [None::<f64>]
         )
@@ -457,6 +467,57 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(sources, vec![Some("market"), Some("candles")]);
+    }
+
+    #[test]
+    fn daily_takes_the_1d_candle_where_there_is_one_and_folds_finer_ones_otherwise() {
+        let (day, hour) = (MICROS_PER_DAY, MICROS_PER_DAY / 24);
+        // Day 1: a 1d candle and two hourly ones; day 2: three hourly and one 4h candle
+        // (the 4h one is the coarsest there); day 3: two hourly candles only.
+        let candles = df!(
+            "coin_id" => ["a"; 9],
+            "ts" => [day, day, day + hour, 2 * day, 2 * day + hour, 2 * day + 2 * hour, 2 * day, 3 * day, 3 * day + hour],
+            "seconds" => [86_400i64, 3_600, 3_600, 3_600, 3_600, 3_600, 14_400, 3_600, 3_600],
+            "open" => [1.0, 50.0, 51.0, 60.0, 61.0, 62.0, 70.0, 2.0, 3.0],
+            "high" => [9.0, 99.0, 99.0, 99.0, 99.0, 99.0, 79.0, 4.0, 8.0],
+            "low" => [0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 69.0, 1.0, 2.0],
+            "close" => [5.0, 52.0, 53.0, 63.0, 64.0, 65.0, 75.0, 3.0, 6.0],
+            "volume" => [Some(100.0), Some(1.0), Some(1.0), Some(1.0), None, Some(1.0), Some(40.0), Some(10.0), None],
+            "market_cap" => [None::<f64>; 9]
+        )
+        .expect("df");
+        let market = df!(
+            "coin_id" => Vec::<&str>::new(), "ts" => Vec::<i64>::new(),
+            "price" => Vec::<f64>::new(), "market_cap" => Vec::<Option<f64>>::new(),
+            "volume" => Vec::<Option<f64>>::new()
+        )
+        .expect("df");
+        let out = daily(market, candles).expect("daily");
+        let get = |name: &str| {
+            out.column(name)
+                .expect(name)
+                .f64()
+                .expect("f64")
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("open"), vec![Some(1.0), Some(70.0), Some(2.0)]);
+        assert_eq!(get("high"), vec![Some(9.0), Some(79.0), Some(8.0)]);
+        assert_eq!(get("low"), vec![Some(0.5), Some(69.0), Some(1.0)]);
+        assert_eq!(get("close"), vec![Some(5.0), Some(75.0), Some(6.0)]);
+        assert_eq!(get("avg_price"), vec![Some(5.0), Some(75.0), Some(4.5)]);
+        assert_eq!(
+            get("last_volume_usd"),
+            vec![Some(100.0), Some(40.0), Some(10.0)]
+        );
+        let samples: Vec<Option<i32>> = out
+            .column("samples")
+            .expect("samples")
+            .i32()
+            .expect("i32")
+            .iter()
+            .collect();
+        assert_eq!(samples, vec![Some(1), Some(1), Some(2)]);
     }
 
     #[test]
@@ -508,7 +569,7 @@ mod tests {
         };
         let no_candles = df!(
             "coin_id" => Vec::<&str>::new(), "ts" => Vec::<i64>::new(),
-            "open" => Vec::<f64>::new(), "high" => Vec::<f64>::new(),
+            "seconds" => Vec::<i64>::new(), "open" => Vec::<f64>::new(), "high" => Vec::<f64>::new(),
             "low" => Vec::<f64>::new(), "close" => Vec::<f64>::new(),
             "volume" => Vec::<Option<f64>>::new(), "market_cap" => Vec::<Option<f64>>::new()
         )

@@ -34,6 +34,8 @@ pub(crate) mod reason {
     pub(crate) const PAIR_NOT_IN_USD: &str =
         "exchange pair not quoted in USD or a USD stablecoin: its prices are not USD prices";
     pub(crate) const CONFLICTING_DUPLICATE: &str = "conflicting duplicate key";
+    pub(crate) const UNKNOWN_INTERVAL: &str =
+        "unknown candle interval (one of 1m, 5m, 15m, 30m, 1h, 4h, 1d)";
     pub(crate) const TIMESTAMP_OUT_OF_RANGE: &str =
         "timestamp out of range (1970-01-01 to 9999-12-31)";
 }
@@ -328,10 +330,23 @@ impl Validator {
                 let volume = row.amount(Column::Volume24h, reason::NEGATIVE_VOLUME, zeroed)?;
                 let market_cap =
                     row.amount(Column::MarketCap, reason::NEGATIVE_MARKET_CAP, zeroed)?;
+                // Without an interval column (or with the cell empty) the interval comes
+                // from the spacing of the coin's rows, once the whole file is staged.
+                let interval = match row.optional_text(Column::Interval) {
+                    None => None,
+                    Some(raw) => Some(
+                        values::parse_candle_interval(raw)
+                            .ok_or_else(|| {
+                                fail(row.index(Column::Interval), reason::UNKNOWN_INTERVAL)
+                            })?
+                            .to_string(),
+                    ),
+                };
                 let coin_id = coin(&row, known)?;
                 batch.candles.push(CandleRow {
                     line,
                     coin_id,
+                    interval,
                     ts: values::to_datetime(ts),
                     open,
                     high,

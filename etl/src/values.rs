@@ -246,6 +246,46 @@ pub fn to_datetime(micros: Micros) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
+/// The candle intervals the warehouse keeps, by name, with their length in seconds.
+/// `candles.interval` holds one of these names; the migration that introduced it
+/// defines the same set for the database (`candle_interval_length`, `candle_spacing`).
+pub const CANDLE_INTERVALS: [(&str, i64); 7] = [
+    ("1m", 60),
+    ("5m", 300),
+    ("15m", 900),
+    ("30m", 1800),
+    ("1h", 3600),
+    ("4h", 14_400),
+    ("1d", 86_400),
+];
+
+/// The canonical name of a candle interval as an export writes it (`1d`, `1D`, `D`,
+/// `daily`, `24h`, `1440`, `60m`, `1hour`, …; a bare number is minutes, as
+/// exchange APIs write it), or None when it names no interval of [`CANDLE_INTERVALS`].
+pub fn parse_candle_interval(raw: &str) -> Option<&'static str> {
+    let v = raw.trim().to_ascii_lowercase().replace([' ', '_'], "");
+    let seconds = match v.as_str() {
+        "d" | "day" | "daily" => 86_400,
+        "h" | "hour" | "hourly" => 3_600,
+        "m" | "min" | "minute" => 60,
+        _ => {
+            let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+            let count: i64 = v[..digits].parse().ok()?;
+            let unit = match &v[digits..] {
+                "" | "m" | "min" | "mins" | "minute" | "minutes" => 60,
+                "h" | "hr" | "hour" | "hours" => 3_600,
+                "d" | "day" | "days" => 86_400,
+                _ => return None,
+            };
+            count.checked_mul(unit)?
+        }
+    };
+    CANDLE_INTERVALS
+        .iter()
+        .find(|(_, s)| *s == seconds)
+        .map(|(name, _)| *name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +398,29 @@ mod tests {
         vote.observe("08/25/15 23:59");
         assert_eq!(vote.order(), DateOrder::MonthFirst);
         assert_eq!(DateOrderVote::default().order(), DateOrder::MonthFirst);
+    }
+
+    #[test]
+    fn candle_intervals_are_read_as_exports_write_them() {
+        for (raw, name) in [
+            ("1d", "1d"),
+            ("1D", "1d"),
+            ("daily", "1d"),
+            ("24h", "1d"),
+            ("1440", "1d"),
+            ("1h", "1h"),
+            ("60", "1h"),
+            ("60m", "1h"),
+            ("Hourly", "1h"),
+            ("4h", "4h"),
+            ("240", "4h"),
+            ("1m", "1m"),
+            ("15min", "15m"),
+        ] {
+            assert_eq!(parse_candle_interval(raw), Some(name), "{raw}");
+        }
+        for raw in ["", "2h", "1w", "month", "x", "-1h", "99999999999999999999m"] {
+            assert_eq!(parse_candle_interval(raw), None, "{raw}");
+        }
     }
 }

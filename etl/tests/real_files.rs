@@ -419,3 +419,169 @@ fn a_market_column_is_the_market_cap_of_candles_and_numeric_extras_are_listed() 
         .render()
         .contains("old_scrape.csv: numeric column(s) not loaded: SNo"));
 }
+
+/// OHLCV rows of `coin` at the given stamps, with a close of `close + i`.
+fn ohlcv(coin: &str, stamps: &[String], close: f64) -> String {
+    stamps
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| {
+            format!(
+                "{coin},{ts},1,{h},0.5,{c},100,5000\n",
+                h = close + 10.0,
+                c = close + i as f64
+            )
+        })
+        .collect()
+}
+
+const CANDLES_HEADER: &str = "coin,date,open,high,low,close,volume,market_cap\n";
+
+#[test]
+fn one_day_from_two_exports_stamped_differently_is_one_candle_and_one_daily_row() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    // A Kaggle-style history stamps each day at its close…
+    let closes: Vec<String> = (13..=15).map(|d| format!("2016-01-{d} 23:59:59")).collect();
+    fx.write(
+        "history.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &closes, 400.0)),
+    );
+    let first = fx.run();
+    assert_eq!(file(&first, "history.csv").loaded, 3);
+    // …and its Excel-resaved successor cuts the seconds and writes the date its way; the
+    // last day's close was revised.
+    let resaved: Vec<String> = (13..=15).map(|d| format!("01/{d}/16 23:59")).collect();
+    let mut successor = ohlcv("bitcoin", &resaved, 400.0);
+    successor = successor.replace(",402,100", ",402.5,100");
+    fx.write(
+        "history_resaved.csv",
+        format!("{CANDLES_HEADER}{successor}"),
+    );
+    let second = fx.run();
+    let f = file(&second, "history_resaved.csv");
+    assert_eq!((f.loaded, f.duplicate, f.updated, f.rejected), (0, 2, 1, 0));
+    assert_eq!(fx.count("SELECT count(*) FROM candles"), 3, "no twins");
+    assert_eq!(
+        fx.count("SELECT count(*) FROM candles WHERE interval = '1d' AND period_start = '2016-01-13T00:00:00Z'"),
+        1,
+        "a close stamp floors to the start of its day"
+    );
+    assert_eq!(
+        fx.count("SELECT count(*) FROM daily WHERE coin_id = 'bitcoin'"),
+        3
+    );
+    assert_eq!(fx.count("SELECT max(samples) FROM daily"), 1);
+    assert_eq!(
+        fx.float("SELECT close FROM daily WHERE day = '2016-01-15'"),
+        Some(402.5),
+        "the later export updates the period"
+    );
+}
+
+#[test]
+fn a_stamp_on_the_boundary_opens_its_period() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    // Exchanges and CoinGecko stamp a day at its opening midnight.
+    let opens: Vec<String> = (1..=3).map(|d| format!("2021-02-0{d} 00:00:00")).collect();
+    fx.write(
+        "opens.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("ethereum", &opens, 1300.0)),
+    );
+    let report = fx.run();
+    assert_eq!(file(&report, "opens.csv").loaded, 3);
+    assert_eq!(
+        fx.text("SELECT string_agg(to_char(period_start AT TIME ZONE 'UTC', 'MM-DD HH24:MI') || ' ' || interval, ',' ORDER BY period_start) FROM candles").as_deref(),
+        Some("02-01 00:00 1d,02-02 00:00 1d,02-03 00:00 1d")
+    );
+}
+
+#[test]
+fn hourly_exchange_candles_live_beside_daily_ones_and_daily_folds_them_only_where_no_day_exists() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    let days: Vec<String> = (1..=2).map(|d| format!("2021-01-0{d} 23:59:59")).collect();
+    fx.write(
+        "daily.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &days, 29000.0)),
+    );
+    // Hourly exchange candles for 2021-01-02 and 2021-01-03 (open stamps); the first day
+    // also has a daily candle, the second has only these.
+    let mut hourly =
+        String::from("unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n");
+    for h in 0..48 {
+        hourly.push_str(&format!(
+            "0,2021-01-{:02} {:02}:00:00,BTC/USDT,{o},{hi},{lo},{c},1,10,5\n",
+            2 + h / 24,
+            h % 24,
+            o = 30000 + h,
+            hi = 30100 + h,
+            lo = 29900 + h,
+            c = 30001 + h
+        ));
+    }
+    fx.write("Binance_BTCUSDT_1h.csv", hourly);
+    let report = fx.run();
+    assert_eq!(file(&report, "Binance_BTCUSDT_1h.csv").loaded, 48);
+    assert_eq!(
+        fx.text("SELECT string_agg(interval || ':' || n, ',' ORDER BY interval) FROM (SELECT interval, count(*) n FROM candles GROUP BY interval) c").as_deref(),
+        Some("1d:2,1h:48")
+    );
+    assert_eq!(
+        fx.text("SELECT string_agg(day || ' ' || samples || ' ' || close || ' ' || last_volume_usd, ',' ORDER BY day) FROM daily").as_deref(),
+        Some("2021-01-01 1 29000 100,2021-01-02 1 29001 100,2021-01-03 24 30048 240"),
+        "1d candles where a day has one; 24 hourly ones folded (volumes summed) where not"
+    );
+    // /top takes daily candles only: two days ended, each valid for a day.
+    assert_eq!(
+        fx.count("SELECT count(DISTINCT valid_from) FROM top_slots WHERE rank_source = 'candles'"),
+        2
+    );
+}
+
+#[test]
+fn irregular_spacing_is_rejected_and_an_interval_column_decides_for_itself() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    // Every 7 hours: no interval of the set fits.
+    let stamps: Vec<String> = (0..4)
+        .map(|i| format!("2021-03-01 {:02}:00:00", 7 * i))
+        .collect();
+    fx.write(
+        "odd.csv",
+        format!("{CANDLES_HEADER}{}", ohlcv("bitcoin", &stamps, 50000.0)),
+    );
+    // The same spacing with an interval column is what the column says; a value naming
+    // no interval is a reject of its own.
+    fx.write(
+        "with_interval.csv",
+        "coin,interval,date,open,high,low,close\n\
+         ethereum,4h,2021-03-01 00:00:00,1,2,1,1.5\n\
+         ethereum,4H,2021-03-01 07:00:00,1,2,1,1.6\n\
+         ethereum,1d,2021-03-01 00:00:00,1,2,1,1.7\n\
+         ethereum,daily,2021-03-02 00:00:00,1,2,1,1.8\n\
+         ethereum,2w,2021-03-03 00:00:00,1,2,1,1.9\n",
+    );
+    let report = fx.run_with(|o| o.max_reject_ratio = 0.5);
+    let odd = file(&report, "odd.csv");
+    assert_eq!(odd.status, "set_aside");
+    assert_eq!(odd.rejected, 4);
+    let rejects = fx.rejects("odd.csv");
+    assert_eq!(rejects.len(), 4);
+    assert!(
+        rejects[0].2.starts_with("irregular candle spacing"),
+        "{}",
+        rejects[0].2
+    );
+    let with = file(&report, "with_interval.csv");
+    assert_eq!((with.loaded, with.rejected), (4, 1));
+    assert_eq!(
+        fx.rejects("with_interval.csv")[0].2,
+        "unknown candle interval (one of 1m, 5m, 15m, 30m, 1h, 4h, 1d)"
+    );
+    assert_eq!(
+        fx.text("SELECT string_agg(interval || ' ' || to_char(period_start AT TIME ZONE 'UTC', 'DD HH24'), ',' ORDER BY interval, period_start) FROM candles").as_deref(),
+        Some("1d 01 00,1d 02 00,4h 01 00,4h 01 04")
+    );
+}

@@ -36,6 +36,8 @@ pub enum Column {
     Quantity,
     /// Who ranked a listings or rankings row (`coinmarketcap`, `cryptocompare`, …).
     RankSource,
+    /// A candle's interval (`1d`, `1h`, …).
+    Interval,
 }
 
 impl Column {
@@ -65,6 +67,7 @@ impl Column {
             Column::Side => "side",
             Column::Quantity => "quantity",
             Column::RankSource => "rank_source",
+            Column::Interval => "interval",
         }
     }
 }
@@ -124,6 +127,10 @@ const ALIASES: &[(Column, &[&str])] = &[
     (Column::Side, &["side"]),
     (Column::Quantity, &["quantity", "qty", "amount"]),
     (Column::RankSource, &["rank_source"]),
+    (
+        Column::Interval,
+        &["interval", "timeframe", "resolution", "granularity"],
+    ),
 ];
 
 /// An input dataset, in detection order.
@@ -188,7 +195,7 @@ impl Dataset {
         match self {
             Dataset::Listings => &[MarketCap, Volume24h, RankSource],
             Dataset::Markets => &[MarketCap, Volume24h],
-            Dataset::Candles => &[Volume24h, MarketCap],
+            Dataset::Candles => &[Volume24h, MarketCap, Interval],
             Dataset::Rankings => &[Volume24h, RankSource],
             Dataset::Coins => &[CmcId],
             Dataset::Tickers => &[Base, Target],
@@ -992,6 +999,20 @@ mod tests {
         assert_eq!(d.index(Column::Timestamp), Some(1));
         assert_eq!(d.index(Column::Volume24h), Some(8));
         assert_eq!(d.extra, vec!["unix", "Volume BTC", "tradecount"]);
+    }
+
+    #[test]
+    fn an_interval_column_is_read_for_candles() {
+        for (header, index) in [
+            ("coin,date,open,high,low,close,interval", 6),
+            ("symbol,timeframe,date,open,high,low,close", 1),
+            ("coin,date,open,high,low,close,Resolution", 6),
+        ] {
+            let d = detect_str(header, "c.csv").expect("recognised");
+            assert_eq!(d.dataset, Dataset::Candles, "{header}");
+            assert_eq!(d.index(Column::Interval), Some(index), "{header}");
+            assert!(d.extra.is_empty(), "{header}: {:?}", d.extra);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
-    candles (coin_id, ts) {
+    candles (coin_id, interval, period_start) {
         coin_id -> Text,
         ts -> Timestamptz,
         open -> Float8,
@@ -10,6 +10,8 @@ diesel::table! {
         close -> Float8,
         volume_usd -> Nullable<Float8>,
         market_cap_usd -> Nullable<Float8>,
+        interval -> Text,
+        period_start -> Timestamptz,
     }
 }
 

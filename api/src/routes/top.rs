@@ -26,7 +26,7 @@ pub const MAX_LIMIT: i64 = 5000;
 /// The default instant: the latest market snapshot, or when there is none, the end of the
 /// latest daily candle.
 const LATEST_SQL: &str = "SELECT coalesce((SELECT max(ts) FROM market), \
-(SELECT (date_trunc('day', max(ts) AT TIME ZONE 'UTC') + interval '24:00:00') AT TIME ZONE 'UTC' FROM candles)) AS ts";
+(SELECT max(period_start) + interval '1 day' FROM candles WHERE interval = '1d')) AS ts";
 
 /// `$1`: the instant, `$2`: the limit, `$3`: the instant's hour bucket. `top_slots` holds
 /// each coin's validity intervals (see its migration), once per hour bucket they
@@ -54,7 +54,7 @@ ORDER BY rank";
 /// Whether any source holds data at or before `$1` (else 404): a market snapshot, or a
 /// daily candle whose day has ended.
 const ANY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM market WHERE ts <= $1::timestamptz) \
-OR EXISTS (SELECT 1 FROM candles WHERE (date_trunc('day', ts AT TIME ZONE 'UTC') + interval '24:00:00') AT TIME ZONE 'UTC' <= $1::timestamptz)";
+OR EXISTS (SELECT 1 FROM candles WHERE interval = '1d' AND period_start <= $1::timestamptz - interval '1 day')";
 
 /// The hour bucket of `top_slots` that holds `at` (hours since the Unix epoch).
 pub(crate) fn bucket(at: DateTime<Utc>) -> i64 {

@@ -6,6 +6,7 @@
 use super::{micros, sync, temp_table, RefreshError, COIN_BATCH};
 use crate::rows::{copy_rows, MarketRow};
 use crate::transform;
+use crate::values::CANDLE_INTERVALS;
 use chrono::{DateTime, NaiveDate, Utc};
 use coinflow_shared::schema::{candles, daily, market};
 use diesel::pg::PgConnection;
@@ -64,6 +65,7 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
         type CandleIn = (
             String,
             DateTime<Utc>,
+            String,
             f64,
             f64,
             f64,
@@ -75,7 +77,8 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
             .filter(candles::coin_id.eq_any(batch))
             .select((
                 candles::coin_id,
-                candles::ts,
+                candles::period_start,
+                candles::interval,
                 candles::open,
                 candles::high,
                 candles::low,
@@ -94,18 +97,28 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
         let candles_df = df!(
             "coin_id" => c.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
             "ts" => c.iter().map(|r| micros(&r.1)).collect::<Vec<_>>(),
-            "open" => c.iter().map(|r| r.2).collect::<Vec<_>>(),
-            "high" => c.iter().map(|r| r.3).collect::<Vec<_>>(),
-            "low" => c.iter().map(|r| r.4).collect::<Vec<_>>(),
-            "close" => c.iter().map(|r| r.5).collect::<Vec<_>>(),
-            "volume" => c.iter().map(|r| r.6).collect::<Vec<_>>(),
-            "market_cap" => c.iter().map(|r| r.7).collect::<Vec<_>>()
+            "seconds" => c.iter().map(|r| interval_seconds(&r.2)).collect::<Vec<_>>(),
+            "open" => c.iter().map(|r| r.3).collect::<Vec<_>>(),
+            "high" => c.iter().map(|r| r.4).collect::<Vec<_>>(),
+            "low" => c.iter().map(|r| r.5).collect::<Vec<_>>(),
+            "close" => c.iter().map(|r| r.6).collect::<Vec<_>>(),
+            "volume" => c.iter().map(|r| r.7).collect::<Vec<_>>(),
+            "market_cap" => c.iter().map(|r| r.8).collect::<Vec<_>>()
         )?;
         drop((m, c));
         let out = transform::daily(market_df, candles_df)?;
         changed += store_daily(conn, &out, batch)?;
     }
     Ok(changed)
+}
+
+/// The length in seconds of a stored candle interval (the table's check admits only
+/// those of [`CANDLE_INTERVALS`]).
+fn interval_seconds(name: &str) -> i64 {
+    CANDLE_INTERVALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, seconds)| *seconds)
 }
 
 /// Whether any of `coins` has stored daily rows: one probe of daily's key per coin (a

@@ -39,7 +39,7 @@ SELECT w.coin_id AS key, min(w.ts) AS since FROM (
     SELECT coin_id, ts FROM market
     WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
     UNION ALL
-    SELECT coin_id, ts FROM candles
+    SELECT coin_id, period_start FROM candles
     WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
 ) w
 GROUP BY w.coin_id

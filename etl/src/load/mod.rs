@@ -13,6 +13,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod direct;
+pub(crate) mod periods;
 pub(crate) mod staged;
 
 use crate::derive::Changes;
@@ -98,7 +99,7 @@ pub(crate) fn create_staging(conn: &mut PgConnection) -> QueryResult<()> {
         "CREATE TEMP TABLE stg_coins (line int8 NOT NULL, id text NOT NULL, symbol text NOT NULL, name text NOT NULL, cmc_id int8) ON COMMIT DROP;
          CREATE TEMP TABLE stg_market (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, price_usd float8 NOT NULL, market_cap_usd float8, volume_24h_usd float8) ON COMMIT DROP;
          CREATE TEMP TABLE stg_rankings (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, rank int4 NOT NULL, volume_24h_usd float8, source text NOT NULL) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_candles (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, close float8 NOT NULL, volume_usd float8, market_cap_usd float8) ON COMMIT DROP;
+         CREATE TEMP TABLE stg_candles (line int8 NOT NULL, coin_id text NOT NULL, interval text, period_start timestamptz, ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, close float8 NOT NULL, volume_usd float8, market_cap_usd float8) ON COMMIT DROP;
          CREATE TEMP TABLE stg_tickers (line int8 NOT NULL, coin_id text NOT NULL, exchange text NOT NULL, base text NOT NULL, target text NOT NULL) ON COMMIT DROP;
          CREATE TEMP TABLE stg_people (line int8 NOT NULL, person_id int8 NOT NULL, first_name text NOT NULL, last_name text NOT NULL, email text NOT NULL, date_added timestamptz) ON COMMIT DROP;
          CREATE TEMP TABLE stg_trades (line int8 NOT NULL, person_id int8 NOT NULL, ts timestamptz NOT NULL, coin_id text NOT NULL, side text NOT NULL, quantity float8, price float8) ON COMMIT DROP;",

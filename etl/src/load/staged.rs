@@ -34,6 +34,9 @@ struct Merge {
     keys: &'static [(&'static str, bool)],
     /// Value columns (replaced on update).
     values: &'static [&'static str],
+    /// Columns stored and replaced with the values but not compared: a row that differs
+    /// from the stored one only in these is a duplicate (a candle's stamp as exported).
+    carried: &'static [&'static str],
     conflict: &'static str,
     /// Ascending input order is the order rows are inserted in.
     ordered_insert: bool,
@@ -44,6 +47,7 @@ const MERGE_COINS: Merge = Merge {
     target: "coins",
     keys: &[("id", false)],
     values: &["symbol", "name", "cmc_id"],
+    carried: &[],
     conflict: "(id)",
     ordered_insert: false,
 };
@@ -52,6 +56,7 @@ const MERGE_MARKET: Merge = Merge {
     target: "market",
     keys: &[("coin_id", false), ("ts", false)],
     values: &["price_usd", "market_cap_usd", "volume_24h_usd"],
+    carried: &[],
     conflict: "(coin_id, ts)",
     ordered_insert: false,
 };
@@ -60,13 +65,20 @@ const MERGE_RANKINGS: Merge = Merge {
     target: "rankings",
     keys: &[("coin_id", false), ("ts", false), ("source", false)],
     values: &["rank", "volume_24h_usd"],
+    carried: &[],
     conflict: "(coin_id, ts, source)",
     ordered_insert: false,
 };
+/// Candles are keyed by their period, not their stamp: the same day stamped
+/// `23:59:59` in one export and `23:59` in another is one candle.
 const MERGE_CANDLES: Merge = Merge {
     stage: "stg_candles",
     target: "candles",
-    keys: &[("coin_id", false), ("ts", false)],
+    keys: &[
+        ("coin_id", false),
+        ("interval", false),
+        ("period_start", false),
+    ],
     values: &[
         "open",
         "high",
@@ -75,7 +87,8 @@ const MERGE_CANDLES: Merge = Merge {
         "volume_usd",
         "market_cap_usd",
     ],
-    conflict: "(coin_id, ts)",
+    carried: &["ts"],
+    conflict: "(coin_id, interval, period_start)",
     ordered_insert: false,
 };
 const MERGE_TICKERS: Merge = Merge {
@@ -88,6 +101,7 @@ const MERGE_TICKERS: Merge = Merge {
         ("target", false),
     ],
     values: &[],
+    carried: &[],
     conflict: "(coin_id, exchange, base, target)",
     ordered_insert: false,
 };
@@ -96,6 +110,7 @@ const MERGE_PEOPLE: Merge = Merge {
     target: "people",
     keys: &[("person_id", false)],
     values: &["first_name", "last_name", "email", "date_added"],
+    carried: &[],
     conflict: "(person_id)",
     ordered_insert: false,
 };
@@ -111,6 +126,7 @@ const MERGE_TRADES: Merge = Merge {
         ("price", true),
     ],
     values: &[],
+    carried: &[],
     conflict: "ON CONSTRAINT trades_natural_key",
     ordered_insert: true,
 };
@@ -215,6 +231,7 @@ fn insert_new_only(
         .iter()
         .map(|(k, _)| *k)
         .chain(m.values.iter().copied())
+        .chain(m.carried.iter().copied())
         .collect();
     let columns = columns.join(", ");
     let order = if m.ordered_insert {
@@ -287,7 +304,12 @@ fn merge_classified(
             ),
         )
     };
-    let all: Vec<&str> = keys.iter().chain(m.values.iter()).copied().collect();
+    let all: Vec<&str> = keys
+        .iter()
+        .chain(m.values.iter())
+        .chain(m.carried.iter())
+        .copied()
+        .collect();
     let columns = all.join(", ");
     let source = if m.ordered_insert {
         format!("SELECT {columns} FROM {} ORDER BY line", m.stage)
@@ -303,6 +325,7 @@ fn merge_classified(
         let set: Vec<String> = m
             .values
             .iter()
+            .chain(m.carried.iter())
             .map(|v| format!("{v} = EXCLUDED.{v}"))
             .collect();
         format!(
@@ -508,9 +531,31 @@ pub(crate) fn load(
     let Scanned {
         report: mut file_report,
         mut rejects,
-        valid,
+        mut valid,
         zeroed_lines,
     } = scanned;
+    if dataset == Dataset::Candles {
+        let irregular = super::periods::settle(conn)?;
+        if !irregular.is_empty() {
+            let coins: BTreeSet<&str> = irregular.iter().map(|(_, c)| c.as_str()).collect();
+            log::warn!(
+                "{}: {} row(s) of {} rejected: {}",
+                file.name,
+                irregular.len(),
+                coins.into_iter().collect::<Vec<_>>().join(", "),
+                super::periods::IRREGULAR_SPACING
+            );
+            let lines: Vec<(i64, String)> = irregular
+                .into_iter()
+                .map(|(line, _)| (line, super::periods::IRREGULAR_SPACING.to_string()))
+                .collect();
+            let mut spaced = rejections_at(file, &lines)?;
+            valid -= spaced.len() as i64;
+            rejects.append(&mut spaced);
+            rejects.sort_by_key(|r| r.line);
+            file_report.counts.rejected = rejects.len() as i64;
+        }
+    }
     if let Some(reason) = over_budget(&file_report.counts, ctx.opts.max_reject_ratio) {
         store_rejects(conn, ctx, job, &rejects, changes)?;
         truncate_staging(conn, dataset)?;
@@ -598,23 +643,42 @@ fn conflict_rejections(
     file: &InputFile,
     conflicts: &[(i64, i64)],
 ) -> Result<Vec<Rejection>, ExtractError> {
-    if conflicts.is_empty() {
+    let lines: Vec<(i64, String)> = conflicts
+        .iter()
+        .map(|(line, first)| {
+            (
+                *line,
+                format!("{} (first at line {first})", reason::CONFLICTING_DUPLICATE),
+            )
+        })
+        .collect();
+    rejections_at(file, &lines)
+}
+
+/// Rejects for rows that passed validation but not a check on the whole staged file
+/// (`(line, reason)` pairs), with their lines as read from the file.
+fn rejections_at(
+    file: &InputFile,
+    lines: &[(i64, String)],
+) -> Result<Vec<Rejection>, ExtractError> {
+    if lines.is_empty() {
         return Ok(Vec::new());
     }
-    let firsts: std::collections::HashMap<i64, i64> = conflicts.iter().copied().collect();
-    let mut out = Vec::with_capacity(conflicts.len());
+    let reasons: std::collections::HashMap<i64, &String> =
+        lines.iter().map(|(line, reason)| (*line, reason)).collect();
+    let mut out = Vec::with_capacity(reasons.len());
     let mut records = Records::open(&file.path)?;
     let _ = records.header()?;
-    while out.len() < firsts.len() {
+    while out.len() < reasons.len() {
         let Some((line, record)) = records.next_record()? else {
             break;
         };
-        if let Some(first) = firsts.get(&line) {
+        if let Some(reason) = reasons.get(&line) {
             out.push(Rejection {
                 line,
                 column: None,
                 raw_value: None,
-                reason: format!("{} (first at line {first})", reason::CONFLICTING_DUPLICATE),
+                reason: (*reason).clone(),
                 raw_line: raw_line(record),
             });
         }
