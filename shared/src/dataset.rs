@@ -738,6 +738,23 @@ impl Shape {
     pub fn column(&self, column: &str) -> Option<&'static ServedColumn> {
         self.columns.iter().find(|c| c.column == Some(column))
     }
+
+    /// Every column of the table: the served ones in order, then the unserved.
+    pub fn table_columns(&self) -> Vec<&'static str> {
+        self.columns
+            .iter()
+            .filter_map(|c| c.column)
+            .chain(self.unserved.iter().copied())
+            .collect()
+    }
+
+    /// The table's columns outside its key (what a writer compares and updates).
+    pub fn value_columns(&self) -> Vec<&'static str> {
+        self.table_columns()
+            .into_iter()
+            .filter(|c| !self.key.contains(c))
+            .collect()
+    }
 }
 
 use Kind::{Date, Float8, Int4, Int8, Text, TextArray, Timestamptz};
@@ -1052,6 +1069,20 @@ mod tests {
             detect_str("\u{feff}id,symbol,name", "x.csv").map(|d| d.dataset),
             Some(Dataset::Coins)
         );
+    }
+
+    #[test]
+    fn a_tables_columns_are_its_key_and_its_values() {
+        assert_eq!(
+            COINS.table_columns(),
+            ["id", "symbol", "name", "cmc_id", "origin"]
+        );
+        assert_eq!(
+            COINS.value_columns(),
+            ["symbol", "name", "cmc_id", "origin"]
+        );
+        assert_eq!(POSITIONS.key, ["person_id", "coin_id"]);
+        assert!(!POSITIONS.value_columns().contains(&"coin_id"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `coin_exchanges`: per coin, the exchanges its tickers list
 //! ([`transform::coin_exchanges`]). Takes the coins whose tickers changed.
 
-use super::{sync, temp_table, RefreshError, COIN_BATCH};
+use super::{sync_served, temp_table, RefreshError, COIN_BATCH};
 use crate::transform;
+use coinflow_shared::dataset::COIN_EXCHANGES;
 use coinflow_shared::schema::tickers;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -58,12 +59,10 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
         diesel::copy_from(tmp_coin_exchanges::table)
             .from_insertable(&rows)
             .execute(conn)?;
-        changed += sync(
+        changed += sync_served(
             conn,
-            "coin_exchanges",
+            &COIN_EXCHANGES,
             "tmp_coin_exchanges",
-            &["coin_id"],
-            &["exchanges", "exchange_count"],
             Some(("coin_id", batch)),
         )?;
     }

@@ -3,11 +3,12 @@
 //! every snapshot arrived in this run through direct loads are folded while they load
 //! instead ([`DailyFold`]) and need nothing read back. Writes only rows that differ.
 
-use super::{micros, sync, temp_table, RefreshError, COIN_BATCH};
+use super::{micros, sync_served, temp_table, RefreshError, COIN_BATCH};
 use crate::rows::{copy_rows, MarketRow};
 use crate::transform;
 use crate::values::CANDLE_INTERVALS;
 use chrono::{DateTime, NaiveDate, Utc};
+use coinflow_shared::dataset::DAILY;
 use coinflow_shared::schema::{candles, daily, market};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -184,22 +185,10 @@ fn store_daily(
     }
     temp_table(conn, "tmp_daily", "daily")?;
     copy_rows!(conn, tmp_daily::table, rows);
-    Ok(sync(
+    Ok(sync_served(
         conn,
-        "daily",
+        &DAILY,
         "tmp_daily",
-        &["coin_id", "day"],
-        &[
-            "open",
-            "high",
-            "low",
-            "close",
-            "avg_price",
-            "max_market_cap_usd",
-            "last_volume_usd",
-            "samples",
-            "source",
-        ],
         Some(("coin_id", coins)),
     )?)
 }

@@ -18,6 +18,7 @@ mod traders;
 pub(crate) use daily::DailyFold;
 
 use chrono::{DateTime, Utc};
+use coinflow_shared::dataset::Shape;
 use coinflow_shared::ledger::Versioned;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -113,6 +114,25 @@ pub(crate) fn sync(
         None => diesel::sql_query(sql).get_result(conn)?,
     };
     Ok(count.n)
+}
+
+/// [`sync`] of a served table, whose key and value columns come from its declaration
+/// (`coinflow_shared::dataset`), the same one the API reads it by and the tests hold
+/// against its migration.
+pub(crate) fn sync_served(
+    conn: &mut PgConnection,
+    shape: &Shape,
+    temp: &str,
+    scope: Option<(&str, &[String])>,
+) -> QueryResult<i64> {
+    sync(
+        conn,
+        shape.table,
+        temp,
+        shape.key,
+        &shape.value_columns(),
+        scope,
+    )
 }
 
 /// The statement of [`sync`]: deletes the rows of `target` (aliased `t`) matching

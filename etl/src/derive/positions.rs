@@ -2,9 +2,10 @@
 //! value at the coin's latest price ([`transform::positions`]). Recomputed whole when
 //! trades or snapshots changed.
 
-use super::{sync, temp_table, RefreshError};
+use super::{sync_served, temp_table, RefreshError};
 use crate::rows::{copy_rows, Side};
 use crate::transform;
+use coinflow_shared::dataset::POSITIONS;
 use coinflow_shared::schema::trades;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -100,18 +101,5 @@ pub(super) fn refresh(conn: &mut PgConnection) -> Result<i64, RefreshError> {
         .collect();
     temp_table(conn, "tmp_positions", "positions")?;
     copy_rows!(conn, tmp_positions::table, rows);
-    Ok(sync(
-        conn,
-        "positions",
-        "tmp_positions",
-        &["person_id", "coin_id"],
-        &[
-            "net_quantity",
-            "trade_count",
-            "avg_buy_price",
-            "last_price_usd",
-            "market_value_usd",
-        ],
-        None,
-    )?)
+    Ok(sync_served(conn, &POSITIONS, "tmp_positions", None)?)
 }

@@ -1,10 +1,11 @@
 //! `traders`: one row per person with their latest trade and trade count
 //! ([`transform::traders`]). Recomputed whole when people or trades changed.
 
-use super::{micros, sync, temp_table, to_ts, RefreshError};
+use super::{micros, sync_served, temp_table, to_ts, RefreshError};
 use crate::rows::{copy_rows, Side};
 use crate::transform;
 use chrono::{DateTime, Utc};
+use coinflow_shared::dataset::TRADERS;
 use coinflow_shared::schema::{people, trades};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -140,23 +141,5 @@ pub(super) fn refresh(conn: &mut PgConnection) -> Result<i64, RefreshError> {
         .collect();
     temp_table(conn, "tmp_traders", "traders")?;
     copy_rows!(conn, tmp_traders::table, rows);
-    Ok(sync(
-        conn,
-        "traders",
-        "tmp_traders",
-        &["person_id"],
-        &[
-            "first_name",
-            "last_name",
-            "email",
-            "date_added",
-            "last_trade_ts",
-            "last_trade_coin_id",
-            "last_trade_side",
-            "last_trade_quantity",
-            "last_trade_price",
-            "trade_count",
-        ],
-        None,
-    )?)
+    Ok(sync_served(conn, &TRADERS, "tmp_traders", None)?)
 }
