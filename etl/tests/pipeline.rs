@@ -408,6 +408,48 @@ fn as_of_join_edges_through_the_warehouse() {
     );
     fx.run();
     assert_eq!(rank(2).as_deref(), Some("9"));
+    // A later run's snapshot takes a ranking an earlier run stored, within the tolerance;
+    // a ranking of an earlier run's snapshot that arrives later ranks it; and a run that
+    // only appends snapshots leaves the ranks of older ones as they were.
+    fx.write(
+        "markets2.csv",
+        "coin_id,timestamp,price
+bitcoin,2021-01-01T03:00:30Z,1
+bitcoin,2021-01-01T05:00:00Z,1
+",
+    );
+    fx.run();
+    assert_eq!(
+        fx.text("SELECT rank FROM market WHERE ts = '2021-01-01T03:00:30Z'")
+            .as_deref(),
+        Some("4"),
+        "a snapshot of this run, ranked by a stored ranking"
+    );
+    fx.write(
+        "rankings3.csv",
+        "coin_id,timestamp,rank
+bitcoin,2021-01-01T04:59:50Z,7
+",
+    );
+    fx.run();
+    assert_eq!(
+        fx.text("SELECT rank FROM market WHERE ts = '2021-01-01T05:00:00Z'")
+            .as_deref(),
+        Some("7"),
+        "a stored snapshot, ranked by a ranking of this run"
+    );
+    fx.write(
+        "markets3.csv",
+        "coin_id,timestamp,price
+bitcoin,2021-01-01T06:00:00Z,1
+",
+    );
+    fx.run();
+    assert_eq!(
+        fx.text("SELECT string_agg(coalesce(rank::text, '-'), ',' ORDER BY ts) FROM market")
+            .as_deref(),
+        Some("1,2,9,-,4,7,-")
+    );
 }
 
 #[test]

@@ -81,12 +81,6 @@ fn to_ts(micros: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 #[derive(QueryableByName)]
-struct Key {
-    #[diesel(sql_type = Text)]
-    key: String,
-}
-
-#[derive(QueryableByName)]
 pub(crate) struct Count {
     #[diesel(sql_type = BigInt)]
     pub(crate) n: i64,

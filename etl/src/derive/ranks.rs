@@ -3,15 +3,14 @@
 //! ([`transform::market_ranks`], [`transform::RANK_SOURCE_PREFERENCE`]). Takes the coins
 //! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
 
-use super::{micros, to_ts, Key, RefreshError, COIN_BATCH};
+use super::{micros, to_ts, RefreshError, COIN_BATCH};
 use crate::rows::copy_rows;
 use crate::transform;
 use chrono::{DateTime, Utc};
-use coinflow_shared::schema::{market, rankings};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Text};
+use diesel::sql_types::{Array, BigInt, Int4, Text, Timestamptz};
 use polars::prelude::*;
 
 diesel::table! {
@@ -32,7 +31,63 @@ struct RankRow {
     rank_source: Option<String>,
 }
 
-/// Re-ranks the snapshots of `coins`; returns how many snapshots changed.
+/// Per coin, the earliest snapshot or ranking the current transaction wrote (the same
+/// `xmin` test as `top_slots`): a snapshot before it keeps its rank, since the rankings
+/// that can rank it (at most the tolerance older than the snapshot) are all older still
+/// and unchanged. The ETL never deletes a ranking, so writes are the only changes.
+const WRITTEN_SINCE_SQL: &str = "\
+SELECT w.coin_id AS key, min(w.ts) AS since FROM (
+    SELECT coin_id, ts FROM market
+    WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
+    UNION ALL
+    SELECT coin_id, ts FROM rankings
+    WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
+) w
+GROUP BY w.coin_id";
+
+/// The snapshots of a batch of coins from each coin's `since` on.
+const SNAPSHOTS_SQL: &str = "\
+SELECT m.coin_id AS key, m.ts FROM market m
+JOIN unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since)
+  ON m.coin_id = w.coin_id AND m.ts >= w.since";
+
+/// The rankings that can rank those snapshots: from `since` minus the tolerance on.
+const RANKINGS_SQL: &str = "\
+SELECT r.coin_id AS key, r.ts, r.rank, r.source FROM rankings r
+JOIN unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since)
+  ON r.coin_id = w.coin_id AND r.ts >= w.since - make_interval(secs => $3::float8 / 1e6)";
+
+#[derive(QueryableByName)]
+struct Since {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Timestamptz)]
+    since: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct Snapshot {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Timestamptz)]
+    ts: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct Ranking {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Timestamptz)]
+    ts: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    rank: i32,
+    #[diesel(sql_type = Text)]
+    source: String,
+}
+
+/// Re-ranks the snapshots of `coins` from each coin's earliest written snapshot or
+/// ranking on (so an appended day re-ranks about a day, not the history); returns how
+/// many snapshots changed.
 pub(super) fn refresh(
     conn: &mut PgConnection,
     coins: &[String],
@@ -41,33 +96,32 @@ pub(super) fn refresh(
     if coins.is_empty() {
         return Ok(0);
     }
-    // A coin with no ranking and no ranked snapshot has nothing to join: its snapshots'
-    // ranks stay null. Skipping it keeps price-only loads from reading everything back.
-    let coins: Vec<String> = diesel::sql_query(
-        "SELECT c AS key FROM unnest($1::text[]) AS c \
-         WHERE EXISTS (SELECT 1 FROM rankings r WHERE r.coin_id = c) \
-            OR EXISTS (SELECT 1 FROM market m WHERE m.coin_id = c AND m.rank IS NOT NULL)",
-    )
-    .bind::<Array<Text>, _>(coins)
-    .load::<Key>(conn)?
-    .into_iter()
-    .map(|k| k.key)
-    .collect();
+    let mut written: Vec<Since> = diesel::sql_query(WRITTEN_SINCE_SQL)
+        .bind::<Array<Text>, _>(coins)
+        .load(conn)?;
+    // Coins that changed at about the same time are read back together.
+    written.sort_by_key(|s| s.since);
     let mut changed = 0;
-    for batch in coins.chunks(COIN_BATCH) {
-        let snaps: Vec<(String, DateTime<Utc>)> = market::table
-            .filter(market::coin_id.eq_any(batch))
-            .select((market::coin_id, market::ts))
+    for batch in written.chunks(COIN_BATCH) {
+        let ids: Vec<&str> = batch.iter().map(|s| s.key.as_str()).collect();
+        let since: Vec<DateTime<Utc>> = batch.iter().map(|s| s.since).collect();
+        let ranks: Vec<Ranking> = diesel::sql_query(RANKINGS_SQL)
+            .bind::<Array<Text>, _>(&ids)
+            .bind::<Array<Timestamptz>, _>(&since)
+            .bind::<BigInt, _>(tolerance_us)
             .load(conn)?;
-        let ranks: Vec<(String, DateTime<Utc>, i32, String)> = rankings::table
-            .filter(rankings::coin_id.eq_any(batch))
-            .select((
-                rankings::coin_id,
-                rankings::ts,
-                rankings::rank,
-                rankings::source,
-            ))
+        // A coin with no ranking in reach has nothing to join: its snapshots keep a null
+        // rank, unless one was ranked before (a ranking replaced by a later file).
+        let snaps: Vec<Snapshot> = diesel::sql_query(SNAPSHOTS_SQL)
+            .bind::<Array<Text>, _>(&ids)
+            .bind::<Array<Timestamptz>, _>(&since)
             .load(conn)?;
+        let snaps: Vec<(String, DateTime<Utc>)> =
+            snaps.into_iter().map(|s| (s.key, s.ts)).collect();
+        let ranks: Vec<(String, DateTime<Utc>, i32, String)> = ranks
+            .into_iter()
+            .map(|r| (r.key, r.ts, r.rank, r.source))
+            .collect();
         let snapshots = df!(
             "coin_id" => snaps.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
             "ts" => snaps.iter().map(|r| micros(&r.1)).collect::<Vec<_>>()
