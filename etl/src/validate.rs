@@ -923,4 +923,125 @@ mod tests {
             Resolution::Found(id) if id == "solana"
         ));
     }
+
+    /// Seeded random records of hostile cells, for every dataset's header: validation
+    /// never panics, a row is either loaded (only finite numbers, instants the warehouse
+    /// holds) or rejected with a reason and its line, and a rejected row adds nothing.
+    #[test]
+    fn random_hostile_records_load_or_reject_cleanly() {
+        use rand::{Rng, SeedableRng};
+        const CELLS: &[&str] = &[
+            "",
+            " ",
+            "bitcoin",
+            "BTC",
+            "thorchain",
+            "RUNE",
+            "1",
+            "0",
+            "-0",
+            "-1",
+            "1.5",
+            "1e308",
+            "1e309",
+            "-1e309",
+            "NaN",
+            "inf",
+            "-inf",
+            "1,000",
+            "1.000,5",
+            "null",
+            "N/A",
+            "-",
+            "2021-02-01",
+            "2021-02-01T00:00:00Z",
+            "02/01/2021",
+            "13/13/2021",
+            "1612137600",
+            "1612137600000",
+            "99999999999999999999",
+            "-300000000000",
+            "9999-12-31T23:59:59.999999Z",
+            "10000-01-01",
+            "buy",
+            "SELL",
+            "x@y.z",
+            "\u{feff}1",
+            "\u{0}",
+            "\"",
+            "é",
+            "1d",
+            "7h",
+            "  2  ",
+            "0x10",
+            "+5",
+        ];
+        let headers: &[(&str, &str)] = &[
+            (MARKETS, "markets.csv"),
+            (CANDLES, "btc-usd.csv"),
+            (RANKINGS, "rankings.csv"),
+            (PEOPLE, "people.csv"),
+            (TRADES, "trades.csv"),
+            ("id,symbol,name,cmc_id", "coins.csv"),
+            (
+                "id,name,symbol,cmc_rank,last_updated,price,market_cap",
+                "listings.csv",
+            ),
+            ("coin_id,exchange,base,target", "tickers.csv"),
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261206);
+        let range = coinflow_shared::instant::TIMESTAMP_RANGE;
+        let (mut loaded, mut rejected) = (0, 0);
+        for (header, file) in headers {
+            let cells: Vec<String> = header.split(',').map(str::to_string).collect();
+            let names: Vec<&str> = cells.iter().map(String::as_str).collect();
+            let detected = detect(&names, file).expect("a recognised header");
+            for order in [DateOrder::MonthFirst, DateOrder::DayFirst] {
+                let mut validator = Validator::new(detected.clone(), cells.clone(), order, order);
+                let mut known = known();
+                for line in 2..1_500 {
+                    // Mostly the header's width, sometimes one cell short or long.
+                    let width = match rng.random_range(0..10) {
+                        0 => cells.len().saturating_sub(1),
+                        1 => cells.len() + 1,
+                        _ => cells.len(),
+                    };
+                    let row: Vec<&str> = (0..width)
+                        .map(|_| CELLS[rng.random_range(0..CELLS.len())])
+                        .collect();
+                    let record = ByteRecord::from(row.clone());
+                    let mut batch = Batch::default();
+                    match validator.validate(&mut known, line, &record, &mut batch) {
+                        Ok(()) => {
+                            loaded += 1;
+                            assert!(batch.len() > 0, "{file}: {row:?} loaded nothing");
+                            for m in &batch.market {
+                                assert!(m.price_usd.is_finite(), "{file}: {row:?}");
+                                assert!(m.market_cap_usd.is_none_or(f64::is_finite));
+                                assert!(m.volume_24h_usd.is_none_or(f64::is_finite));
+                                assert!(range.contains(&m.ts.timestamp_micros()));
+                            }
+                            for c in &batch.candles {
+                                assert!([c.open, c.high, c.low, c.close]
+                                    .iter()
+                                    .all(|v| v.is_finite()));
+                                assert!(range.contains(&c.ts.timestamp_micros()));
+                            }
+                        }
+                        Err(rejection) => {
+                            rejected += 1;
+                            assert_eq!(batch.len(), 0, "{file}: a rejected row added rows");
+                            assert_eq!(rejection.line, line);
+                            assert!(!rejection.reason.is_empty(), "{file}: {row:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // Both outcomes were exercised, not only rejects.
+        assert!(
+            loaded > 100 && rejected > 100,
+            "loaded {loaded}, rejected {rejected}"
+        );
+    }
 }
