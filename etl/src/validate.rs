@@ -1014,7 +1014,7 @@ mod tests {
                     match validator.validate(&mut known, line, &record, &mut batch) {
                         Ok(()) => {
                             loaded += 1;
-                            assert!(batch.len() > 0, "{file}: {row:?} loaded nothing");
+                            assert!(!batch.is_empty(), "{file}: {row:?} loaded nothing");
                             for m in &batch.market {
                                 assert!(m.price_usd.is_finite(), "{file}: {row:?}");
                                 assert!(m.market_cap_usd.is_none_or(f64::is_finite));
