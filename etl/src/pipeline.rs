@@ -400,12 +400,26 @@ fn refresh_derived(
     opts: &RunOptions,
     state: RunState,
 ) -> Result<Vec<Versioned>, EtlError> {
-    let daily_deferred = match state.bulk {
-        Some(bulk) => bulk.finish(conn)?,
-        None => None,
-    };
     let refresh_started = Instant::now();
-    let changed = derive::refresh(conn, &state.changes, opts.rank_tolerance.as_micros() as i64)?;
+    // After a first load the ranks are written with only market's primary key in place
+    // (they look snapshots up by it); its other indexes and foreign key are built once
+    // the ranks are in, instead of being maintained for every rank written.
+    let mut bulk = state.bulk;
+    if let Some(bulk) = bulk.as_mut() {
+        bulk.deferred.restore_key(conn)?;
+    }
+    let mut daily_deferred = None;
+    let changed = derive::refresh(
+        conn,
+        &state.changes,
+        opts.rank_tolerance.as_micros() as i64,
+        |conn| {
+            if let Some(bulk) = bulk.take() {
+                daily_deferred = bulk.finish(conn)?;
+            }
+            Ok(())
+        },
+    )?;
     if let Some(deferred) = daily_deferred {
         deferred.restore(conn)?;
     }

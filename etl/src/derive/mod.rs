@@ -172,11 +172,14 @@ pub(crate) fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> Que
 }
 
 /// Refreshes every derived table the changes touch; returns the `data_versions` keys
-/// that changed.
+/// that changed. `after_ranks` runs once the snapshots' ranks are written and before
+/// anything reads them: a first load rebuilds `market`'s secondary indexes there, so
+/// the rank writes maintain only its primary key.
 pub(crate) fn refresh(
     conn: &mut PgConnection,
     changes: &Changes,
     tolerance_us: i64,
+    after_ranks: impl FnOnce(&mut PgConnection) -> Result<(), RefreshError>,
 ) -> Result<Vec<Versioned>, RefreshError> {
     let mut changed: Vec<Versioned> = Vec::new();
     if changes.coins_changed {
@@ -193,6 +196,7 @@ pub(crate) fn refresh(
     if ranks_changed > 0 || !changes.market_coins.is_empty() {
         changed.push(Versioned::Market);
     }
+    after_ranks(conn)?;
     let slot_coins: Vec<String> = changes
         .market_coins
         .iter()
