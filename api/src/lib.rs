@@ -97,7 +97,10 @@ pub fn rocket(config: ApiConfig) -> Rocket<Build> {
 /// answers 503, and each new pooled connection repeats the check.
 pub fn check_database_at_start(url: &str) -> Result<(), coinflow_shared::db::DbError> {
     use diesel::Connection;
-    let url = coinflow_shared::db::with_connect_timeout(url, START_CHECK_TIMEOUT_SECS);
+    let url = coinflow_shared::db::with_connect_timeout(
+        &coinflow_shared::db::without_gss_negotiation(url),
+        START_CHECK_TIMEOUT_SECS,
+    );
     match diesel::PgConnection::establish(&url) {
         Ok(mut conn) => coinflow_shared::db::check_server_encoding(&mut conn),
         Err(e) => {

@@ -150,7 +150,7 @@ pub fn pool(url: &str, max_size: u32) -> (ApiPool, Arc<Reachability>) {
 pub fn configured_pool(config: &ApiConfig) -> (ApiPool, Arc<Reachability>) {
     let reachability = Arc::new(Reachability::default());
     let manager = Manager {
-        url: config.database_url.clone(),
+        url: coinflow_shared::db::without_gss_negotiation(&config.database_url),
         session: format!(
             "SET statement_timeout = {}; SET lock_timeout = {}",
             config.statement_timeout.as_millis(),

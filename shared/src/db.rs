@@ -59,14 +59,30 @@ const MIN_CONNECT_TIMEOUT_SECS: u64 = 2;
 /// `url` with a libpq `connect_timeout` of `seconds` added, unless it already names one.
 /// Works on both URL (`postgres://…`) and key=value connection strings.
 pub fn with_connect_timeout(url: &str, seconds: u64) -> String {
-    if url.contains("connect_timeout=") {
+    with_param(url, "connect_timeout", &seconds.to_string())
+}
+
+/// `url` with libpq's `gssencmode=disable`, unless it already names a mode. coinflow
+/// never authenticates with Kerberos; left at libpq's default (`prefer`), every
+/// connection first asks the Kerberos library for credentials, and that library's
+/// teardown at process exit races threads still holding it (an abort in
+/// `k5_mutex_lock`, seen when a test process exits). A URL that wants GSS encryption
+/// says so and keeps it.
+pub fn without_gss_negotiation(url: &str) -> String {
+    with_param(url, "gssencmode", "disable")
+}
+
+/// `url` with the libpq parameter `key=value` added, unless it already names `key`.
+/// Works on both URL (`postgres://…`) and key=value connection strings.
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    if url.contains(&format!("{key}=")) {
         return url.to_string();
     }
     if url.contains("://") {
         let separator = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{separator}connect_timeout={seconds}")
+        format!("{url}{separator}{key}={value}")
     } else {
-        format!("{url} connect_timeout={seconds}")
+        format!("{url} {key}={value}")
     }
 }
 
@@ -82,7 +98,10 @@ pub fn connect_with_wait(url: &str, max_wait: Duration) -> Result<PgConnection, 
     loop {
         let left = max_wait.saturating_sub(started.elapsed());
         let timeout = left.as_secs_f64().ceil() as u64;
-        let attempt_url = with_connect_timeout(url, timeout.max(MIN_CONNECT_TIMEOUT_SECS));
+        let attempt_url = with_connect_timeout(
+            &without_gss_negotiation(url),
+            timeout.max(MIN_CONNECT_TIMEOUT_SECS),
+        );
         match PgConnection::establish(&attempt_url) {
             Ok(conn) => {
                 if attempt > 1 {
@@ -196,7 +215,7 @@ pub fn pool(url: &str, max_size: u32) -> PgPool {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_port, with_connect_timeout};
+    use super::{host_port, with_connect_timeout, without_gss_negotiation};
 
     #[test]
     fn connect_timeout_is_added_once_to_either_url_form() {
@@ -215,6 +234,22 @@ mod tests {
         assert_eq!(
             with_connect_timeout("postgres://db/x?connect_timeout=1", 7),
             "postgres://db/x?connect_timeout=1"
+        );
+    }
+
+    #[test]
+    fn gss_negotiation_is_disabled_unless_the_url_names_a_mode() {
+        assert_eq!(
+            without_gss_negotiation("postgres://db/x"),
+            "postgres://db/x?gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss_negotiation("postgres://db/x?gssencmode=require"),
+            "postgres://db/x?gssencmode=require"
+        );
+        assert_eq!(
+            without_gss_negotiation("host=db dbname=x"),
+            "host=db dbname=x gssencmode=disable"
         );
     }
 

@@ -45,9 +45,9 @@ impl TestDb {
     #[allow(clippy::expect_used)]
     fn create(options: &str, migrate: bool) -> TestDb {
         crate::config::load_dotenv();
-        let server = std::env::var("DATABASE_URL").expect(
+        let server = crate::db::without_gss_negotiation(&std::env::var("DATABASE_URL").expect(
             "DATABASE_URL must point at a PostgreSQL server for tests (scripts/test.sh sets it)",
-        );
+        ));
         let admin_url = with_database(&server, "postgres");
         let name = format!(
             "coinflow_test_{}_{}_{}",
