@@ -23,7 +23,7 @@ use coinflow_shared::ledger::Versioned;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use polars::prelude::*;
 use std::collections::BTreeSet;
 use thiserror::Error;
@@ -161,6 +161,30 @@ pub(crate) fn sync_sql(
         old = row(&format!("{target}.")),
         new = row("EXCLUDED."),
     )
+}
+
+/// A coin and the earliest instant from which the current run's writes can change its
+/// derived rows.
+#[derive(QueryableByName)]
+pub(crate) struct Since {
+    #[diesel(sql_type = Text)]
+    pub(crate) key: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub(crate) since: DateTime<Utc>,
+}
+
+/// Runs a query of [`Since`] rows for the coins bound as `$1` (rows written by this
+/// transaction, found by their `xmin`); earliest first.
+pub(crate) fn written_since(
+    conn: &mut PgConnection,
+    sql: &str,
+    coins: &[String],
+) -> QueryResult<Vec<Since>> {
+    let mut written: Vec<Since> = diesel::sql_query(sql)
+        .bind::<Array<Text>, _>(coins)
+        .load(conn)?;
+    written.sort_by_key(|s| s.since);
+    Ok(written)
 }
 
 /// An empty temporary table shaped like `like`. Created once per run and truncated on

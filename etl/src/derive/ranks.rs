@@ -3,7 +3,7 @@
 //! ([`transform::market_ranks`], [`transform::RANK_SOURCE_PREFERENCE`]). Takes the coins
 //! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
 
-use super::{micros, to_ts, RefreshError, COIN_BATCH};
+use super::{micros, to_ts, written_since, RefreshError, COIN_BATCH};
 use crate::rows::copy_rows;
 use crate::transform;
 use chrono::{DateTime, Utc};
@@ -58,14 +58,6 @@ JOIN unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since)
   ON r.coin_id = w.coin_id AND r.ts >= w.since - make_interval(secs => $3::float8 / 1e6)";
 
 #[derive(QueryableByName)]
-struct Since {
-    #[diesel(sql_type = Text)]
-    key: String,
-    #[diesel(sql_type = Timestamptz)]
-    since: DateTime<Utc>,
-}
-
-#[derive(QueryableByName)]
 struct Snapshot {
     #[diesel(sql_type = Text)]
     key: String,
@@ -96,11 +88,9 @@ pub(super) fn refresh(
     if coins.is_empty() {
         return Ok(0);
     }
-    let mut written: Vec<Since> = diesel::sql_query(WRITTEN_SINCE_SQL)
-        .bind::<Array<Text>, _>(coins)
-        .load(conn)?;
-    // Coins that changed at about the same time are read back together.
-    written.sort_by_key(|s| s.since);
+    // Coins that changed at about the same time are batched together, from their
+    // earliest change.
+    let written = written_since(conn, WRITTEN_SINCE_SQL, coins)?;
     let mut changed = 0;
     for batch in written.chunks(COIN_BATCH) {
         let ids: Vec<&str> = batch.iter().map(|s| s.key.as_str()).collect();

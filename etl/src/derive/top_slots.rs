@@ -12,8 +12,8 @@
 //! when any did (the API's `/top` cache follows it) and refreshes the planner statistics.
 //! Never reads the rows into the process: the work stays in the database.
 
-use super::{sync_sql, temp_table, Count, RefreshError, COIN_BATCH};
-use chrono::{DateTime, Utc};
+use super::{sync_sql, temp_table, written_since, Count, RefreshError, COIN_BATCH};
+use chrono::DateTime;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -49,14 +49,6 @@ ORDER BY w.coin_id";
 const SLOTS_SQL: &str = "SELECT * FROM top_slots_of($1, $2)";
 
 #[derive(QueryableByName)]
-struct Since {
-    #[diesel(sql_type = Text)]
-    key: String,
-    #[diesel(sql_type = Timestamptz)]
-    since: DateTime<Utc>,
-}
-
-#[derive(QueryableByName)]
 struct Stored {
     #[diesel(sql_type = Bool)]
     any: bool,
@@ -68,12 +60,9 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
     if coins.is_empty() {
         return Ok(0);
     }
-    let mut written: Vec<Since> = diesel::sql_query(WRITTEN_SINCE_SQL)
-        .bind::<Array<Text>, _>(coins)
-        .load(conn)?;
-    // A batch is recomputed from its earliest change: batch coins that changed at about
-    // the same time together.
-    written.sort_by_key(|s| s.since);
+    // Coins that changed at about the same time are batched together, from their
+    // earliest change.
+    let written = written_since(conn, WRITTEN_SINCE_SQL, coins)?;
     let mut changed = 0;
     for batch in written.chunks(COIN_BATCH) {
         let ids: Vec<&str> = batch.iter().map(|s| s.key.as_str()).collect();
