@@ -4,56 +4,17 @@
 //! samples, and readers of `daily` and `top_slots` are never held up.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
 use coinflow_shared::db::MIGRATIONS;
-use coinflow_shared::testdb::TestDb;
+use common::*;
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
 
 const INTERVAL_VERSION: &str = "20261206000030";
 
-#[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct T {
-    #[diesel(sql_type = Text)]
-    t: String,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT ({sql})::int8 AS n"))
-        .get_result::<N>(conn)
-        .expect(sql)
-        .n
-}
-
-fn text(conn: &mut PgConnection, sql: &str) -> String {
-    diesel::sql_query(format!("SELECT ({sql})::text AS t"))
-        .get_result::<T>(conn)
-        .expect(sql)
-        .t
-}
-
-fn applied(conn: &mut PgConnection) -> Vec<String> {
-    conn.applied_migrations()
-        .expect("applied migrations")
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect()
-}
-
 #[test]
 fn the_candle_interval_migration_upgrades_a_populated_warehouse_while_it_is_read() {
-    let db = TestDb::new();
-    let mut conn = db.conn();
-    while applied(&mut conn).iter().any(|v| v == INTERVAL_VERSION) {
-        conn.revert_last_migration(MIGRATIONS).expect("revert");
-    }
+    let (db, mut conn) = release_before(INTERVAL_VERSION);
     // Daily histories of 10 coins stamped at their close, the first two days of each
     // loaded twice (a resaved export: seconds cut); one coin of hourly exchange candles.
     conn.batch_execute(

@@ -3,32 +3,20 @@
 //! tables the API reads are not locked against readers while it runs.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
 use coinflow_shared::db::MIGRATIONS;
-use coinflow_shared::testdb::TestDb;
+use common::*;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel_migrations::MigrationHarness;
 
 const RANKINGS_SOURCE_VERSION: &str = "20261206000040";
 
 #[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
 struct S {
     #[diesel(sql_type = Text)]
     s: String,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT ({sql})::int8 AS n"))
-        .get_result::<N>(conn)
-        .expect(sql)
-        .n
 }
 
 fn primary_key(conn: &mut PgConnection) -> String {
@@ -41,24 +29,9 @@ fn primary_key(conn: &mut PgConnection) -> String {
     .s
 }
 
-fn applied(conn: &mut PgConnection) -> Vec<String> {
-    conn.applied_migrations()
-        .expect("applied migrations")
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect()
-}
-
 #[test]
 fn the_rankings_source_migration_rekeys_a_populated_warehouse_while_it_is_read() {
-    let db = TestDb::new();
-    let mut conn = db.conn();
-    while applied(&mut conn)
-        .iter()
-        .any(|v| v == RANKINGS_SOURCE_VERSION)
-    {
-        conn.revert_last_migration(MIGRATIONS).expect("revert");
-    }
+    let (db, mut conn) = release_before(RANKINGS_SOURCE_VERSION);
     assert_eq!(primary_key(&mut conn), "PRIMARY KEY (coin_id, ts)");
     conn.batch_execute(
         "INSERT INTO coins (id, symbol, name) SELECT 'c' || i, 'C' || i, 'Coin ' || i FROM generate_series(1, 50) i;

@@ -3,44 +3,17 @@
 //! the tables readers use (a reader's open transaction does not hold it up).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
 use coinflow_shared::db::MIGRATIONS;
-use coinflow_shared::testdb::TestDb;
+use common::*;
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use diesel_migrations::MigrationHarness;
 
 const TOP_SLOTS_VERSION: &str = "20261206000020";
 
-#[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT ({sql})::int8 AS n"))
-        .get_result::<N>(conn)
-        .expect(sql)
-        .n
-}
-
-fn applied(conn: &mut PgConnection) -> Vec<String> {
-    conn.applied_migrations()
-        .expect("applied migrations")
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect()
-}
-
 #[test]
 fn the_top_slots_migration_backfills_a_populated_warehouse_while_it_is_read() {
-    let db = TestDb::new();
-    let mut conn = db.conn();
-    // Back to the release before: revert until the slots migration is no longer applied.
-    while applied(&mut conn).iter().any(|v| v == TOP_SLOTS_VERSION) {
-        conn.revert_last_migration(MIGRATIONS).expect("revert");
-    }
+    let (db, mut conn) = release_before(TOP_SLOTS_VERSION);
     conn.batch_execute(
         "INSERT INTO coins (id, symbol, name) SELECT 'c' || i, 'C' || i, 'Coin ' || i FROM generate_series(1, 30) i;
          INSERT INTO market (coin_id, ts, price_usd, market_cap_usd, rank, rank_source)
