@@ -8,7 +8,8 @@ use crate::derive::{self, Changes};
 use crate::error::EtlError;
 use crate::extract::{self, ExtractError, Header, InputFile, Records};
 use crate::ledger;
-use crate::load::{self, bulk::Bulk, FileJob, RunContext, RunState};
+use crate::load::bulk::{Bulk, Shadows};
+use crate::load::{self, FileJob, RunContext, RunState};
 use crate::options::RunOptions;
 use crate::report::{FileReport, Progress, RunReport};
 use crate::sanitize;
@@ -198,12 +199,14 @@ fn process(
         report.add(file_report);
     }
     progress.finish();
-    let changed = refresh_derived(conn, opts, state)?;
+    let (changed, shadows) = refresh_derived(conn, opts, state)?;
     report.changed_datasets = changed.iter().map(|v| v.name().to_string()).collect();
     report.status = report.finished_status();
     report.seconds = started.elapsed().as_secs_f64();
     let summary = serde_json::to_value(&report).unwrap_or_default();
     ledger::finish_run(conn, run_id, report.status, None, &summary)?;
+    // Last before the commit: tables built anew replace the empty ones readers used.
+    shadows.swap_in(conn)?;
     Ok(report)
 }
 
@@ -387,42 +390,40 @@ fn load_file(
         .filter(|_| matches!(dataset, Dataset::Markets | Dataset::Listings))
     {
         // A merge into `market` decides by its primary key.
-        bulk.deferred.restore_key(conn)?;
+        bulk.shadow.restore_key(conn)?;
     }
     load::staged::load(conn, ctx, job, state)
 }
 
-/// After the files: rebuilds what a bulk load dropped, refreshes the derived tables,
+/// After the files: builds what a bulk load deferred, refreshes the derived tables,
 /// bumps the data versions of what changed and refreshes the statistics the API plans
-/// its reads on. Returns the `data_versions` keys that changed.
+/// its reads on. Returns the `data_versions` keys that changed and the tables built anew.
 fn refresh_derived(
     conn: &mut PgConnection,
     opts: &RunOptions,
     state: RunState,
-) -> Result<Vec<Versioned>, EtlError> {
+) -> Result<(Vec<Versioned>, Shadows), EtlError> {
     let refresh_started = Instant::now();
     // After a first load the ranks are written with only market's primary key in place
     // (they look snapshots up by it); its other indexes and foreign key are built once
     // the ranks are in, instead of being maintained for every rank written.
     let mut bulk = state.bulk;
     if let Some(bulk) = bulk.as_mut() {
-        bulk.deferred.restore_key(conn)?;
+        bulk.shadow.restore_key(conn)?;
     }
-    let mut daily_deferred = None;
+    let mut shadows = Shadows::default();
     let changed = derive::refresh(
         conn,
         &state.changes,
         opts.rank_tolerance.as_micros() as i64,
         |conn| {
             if let Some(bulk) = bulk.take() {
-                daily_deferred = bulk.finish(conn)?;
+                shadows = bulk.finish(conn)?;
             }
             Ok(())
         },
     )?;
-    if let Some(deferred) = daily_deferred {
-        deferred.restore(conn)?;
-    }
+    shadows.build(conn)?;
     log::info!(
         "derived tables refreshed in {:.2}s; changed: {}",
         refresh_started.elapsed().as_secs_f64(),
@@ -444,7 +445,7 @@ fn refresh_derived(
             conn.batch_execute(&format!("ANALYZE {table}"))?;
         }
     }
-    Ok(changed)
+    Ok((changed, shadows))
 }
 
 /// What a file's verdict depends on besides its content: the coins and people its rows

@@ -628,32 +628,35 @@ fn check_needs_no_database() {
 /// A run larger than what `market` stores loads around the readers: no ACCESS EXCLUSIVE
 /// lock on a table the API reads, and a reader that gives up on any lock after 50 ms
 /// reads the committed rows throughout (issue: reads never wait for a load).
-#[test]
-fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
+/// `rows` hourly snapshots from hour `from` for bitcoin and ethereum.
+fn hourly(from: i64, rows: i64) -> String {
+    let mut csv = String::from("coin_id,timestamp,price,market_cap\n");
+    for coin in ["bitcoin", "ethereum"] {
+        for hour in from..from + rows {
+            csv.push_str(&format!(
+                "{coin},{},{},{}\n",
+                946_684_800 + hour * 3600,
+                1 + hour,
+                10 * hour
+            ));
+        }
+    }
+    csv
+}
+
+/// What a reader saw while a run loaded: reads that answered, samples of another
+/// session's ACCESS EXCLUSIVE locks on warehouse tables, reads that waited too long.
+struct Watched {
+    reads: u64,
+    exclusive: i64,
+    failed: Vec<String>,
+}
+
+/// Runs `fx`'s ETL while another session reads `market`, `daily`, `coins` and
+/// `top_slots` with a 50 ms `lock_timeout` and samples `pg_locks`, until the run ends.
+fn run_while_reading(fx: &Fixture) -> (coinflow_etl::RunReport, Watched) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-
-    let fx = Fixture::new();
-    fx.write("coins.csv", COINS);
-    let hourly = |from: i64, rows: i64| {
-        let mut csv = String::from("coin_id,timestamp,price,market_cap\n");
-        for coin in ["bitcoin", "ethereum"] {
-            for hour in from..from + rows {
-                csv.push_str(&format!(
-                    "{coin},{},{},{}\n",
-                    946_684_800 + hour * 3600,
-                    1 + hour,
-                    10 * hour
-                ));
-            }
-        }
-        csv
-    };
-    fx.write("first.csv", hourly(0, 5_000));
-    fx.run();
-    let schema = fx.text(&schema_of("market"));
-    // Eight times what market stores: the size that used to drop its constraints.
-    fx.write("second.csv", hourly(5_000, 40_000));
 
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -669,9 +672,13 @@ fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
             diesel::sql_query("SET lock_timeout = '50ms'")
                 .execute(&mut conn)
                 .expect("lock_timeout");
-            let (mut reads, mut exclusive, mut failed) = (0u64, 0i64, Vec::new());
+            let mut seen = Watched {
+                reads: 0,
+                exclusive: 0,
+                failed: Vec::new(),
+            };
             while !done.load(Ordering::SeqCst) {
-                exclusive += diesel::sql_query(
+                seen.exclusive += diesel::sql_query(
                     "SELECT count(*)::int8 AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
                      WHERE l.mode = 'AccessExclusiveLock' AND c.relpersistence = 'p' \
                      AND c.relnamespace = 'public'::regnamespace AND l.pid <> pg_backend_pid()",
@@ -683,24 +690,41 @@ fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
                     match diesel::sql_query(format!("SELECT count(*)::int8 AS n FROM {table}"))
                         .get_result::<N>(&mut conn)
                     {
-                        Ok(_) => reads += 1,
-                        Err(e) => failed.push(format!("{table}: {e}")),
+                        Ok(_) => seen.reads += 1,
+                        Err(e) => seen.failed.push(format!("{table}: {e}")),
                     }
                 }
             }
-            (reads, exclusive, failed)
+            seen
         })
     };
     let report = fx.run();
     done.store(true, Ordering::SeqCst);
-    let (reads, exclusive, failed) = watcher.join().expect("watcher");
+    (report, watcher.join().expect("watcher"))
+}
+
+#[test]
+fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
+    let fx = Fixture::new();
+    fx.write("coins.csv", COINS);
+    fx.write("first.csv", hourly(0, 5_000));
+    fx.run();
+    let schema = fx.text(&schema_of("market"));
+    // Eight times what market stores: the size that used to drop its constraints.
+    fx.write("second.csv", hourly(5_000, 40_000));
+
+    let (report, seen) = run_while_reading(&fx);
 
     assert_eq!(file(&report, "second.csv").loaded, 80_000);
     assert_eq!(fx.count("SELECT count(*) FROM market"), 90_000);
-    assert!(reads > 0, "the reader overlapped the load");
-    assert!(failed.is_empty(), "reads waited for a lock: {failed:?}");
+    assert!(seen.reads > 0, "the reader overlapped the load");
+    assert!(
+        seen.failed.is_empty(),
+        "reads waited for a lock: {:?}",
+        seen.failed
+    );
     assert_eq!(
-        exclusive, 0,
+        seen.exclusive, 0,
         "the run held an ACCESS EXCLUSIVE lock on a warehouse table"
     );
     assert_eq!(
@@ -708,6 +732,56 @@ fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
         schema,
         "market's constraints stayed in place"
     );
+}
+
+#[test]
+fn a_first_load_builds_market_and_daily_anew_and_readers_never_wait_for_it() {
+    let fx = Fixture::new();
+    let market = fx.text(&schema_of("market"));
+    let daily = fx.text(&schema_of("daily"));
+    fx.write("coins.csv", COINS);
+    fx.write("history.csv", hourly(0, 40_000));
+
+    let (report, seen) = run_while_reading(&fx);
+
+    assert_reconciles(&report);
+    assert_eq!(file(&report, "history.csv").loaded, 80_000);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 80_000);
+    assert!(
+        fx.count("SELECT count(*) FROM daily") > 3_000,
+        "daily was built"
+    );
+    assert!(seen.reads > 0, "the reader overlapped the load");
+    // The old bulk load dropped the empty table's constraints under an ACCESS EXCLUSIVE
+    // lock held to the commit: these reads waited out their 50 ms.
+    assert!(
+        seen.failed.is_empty(),
+        "reads waited for a lock: {:?}",
+        seen.failed
+    );
+    assert_eq!(
+        fx.text(&schema_of("market")),
+        market,
+        "the built market has the committed one's keys, indexes and names"
+    );
+    assert_eq!(fx.text(&schema_of("daily")), daily, "and so has daily");
+    assert_eq!(
+        fx.count("SELECT count(*) FROM pg_namespace WHERE nspname = 'coinflow_bulk_load'"),
+        0,
+        "the build schema is gone"
+    );
+    assert_eq!(
+        fx.count(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('market', 'daily') AND relkind = 'r'"
+        ),
+        2,
+        "one table each"
+    );
+    // The next run writes the swapped-in tables as any other.
+    fx.write("more.csv", hourly(40_000, 10));
+    let report = fx.run();
+    assert_eq!(file(&report, "more.csv").loaded, 20);
+    assert_eq!(fx.count("SELECT count(*) FROM market"), 80_020);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! straight into `market` with binary COPY under a savepoint, skipping staging and the
 //! merge. Most files bring only new keys, and for them staging and merging would write
 //! every row twice. A key that already exists rolls the file back and hands it to the
-//! staged path; while a bulk load has dropped `market`'s primary key, the copied keys
+//! staged path; while a bulk load defers `market`'s primary key, the copied keys
 //! are proven distinct by [`KeySpans`] instead. Also folds the file's snapshots into the
 //! daily rows ([`crate::derive::DailyFold`]) while they pass. Writes `market` only.
 
@@ -91,7 +91,7 @@ fn is_unique_violation(e: &diesel::result::Error) -> bool {
 enum DirectAbort {
     /// A key already exists (stored, or earlier in the file): stage and merge instead.
     Conflict,
-    /// `market`'s primary key is dropped and a row may repeat a key: build the key, then
+    /// `market`'s primary key is deferred and a row may repeat a key: build the key, then
     /// load the file again.
     KeyUnproven,
     /// Too many rejects: the file is set aside.
@@ -126,7 +126,7 @@ pub(crate) fn load(
     loop {
         // The spans of the keys copied so far, while `market` has no primary key.
         let unkeyed = match &*bulk {
-            Some(b) if b.deferred.key_deferred() => Some(&b.spans),
+            Some(b) if b.shadow.key_deferred() => Some(&b.spans),
             _ => None,
         };
         let mut file_spans = KeySpans::default();
@@ -225,7 +225,7 @@ pub(crate) fn load(
                 );
                 ctx.progress.rewind(file.size);
                 if let Some(bulk) = bulk.as_mut() {
-                    bulk.deferred.restore_key(conn)?;
+                    bulk.shadow.restore_key(conn)?;
                 }
                 continue;
             }
