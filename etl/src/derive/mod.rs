@@ -17,6 +17,7 @@ mod traders;
 
 pub(crate) use daily::DailyFold;
 
+use crate::rows::TempTable;
 use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::Shape;
 use coinflow_shared::ledger::Versioned;
@@ -187,11 +188,14 @@ pub(crate) fn written_since(
     Ok(written)
 }
 
-/// An empty temporary table shaped like `like`. Created once per run and truncated on
-/// reuse: creating one per batch would pile up locks in the run's transaction.
-pub(crate) fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
+/// An empty temporary table, as declared ([`crate::rows::temp_rows!`]). Created once per
+/// run and truncated on reuse: creating one per batch would pile up locks in the run's
+/// transaction.
+pub(crate) fn temp_table(conn: &mut PgConnection, table: &TempTable) -> QueryResult<()> {
     conn.batch_execute(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {like}) ON COMMIT DROP; TRUNCATE {temp}"
+        "CREATE TEMP TABLE IF NOT EXISTS {name} ({definition}) ON COMMIT DROP; TRUNCATE {name}",
+        name = table.name,
+        definition = table.definition(),
     ))
 }
 
