@@ -4,9 +4,10 @@
 //! progress), reads it through [`crate::scan`] and returns its report; rejects go to
 //! the ledger as the file settles. Two paths: [`direct`] copies a markets file's rows
 //! straight into `market` when they bring only new keys; [`staged`] copies any file
-//! into a temporary staging table (declared in [`crate::rows`], created here) and merges it with one statement that
-//! classifies every row loaded, duplicate, updated or conflicting. [`bulk`] drops an
-//! empty `market`'s constraints and indexes and builds them once after a first load. A file over its
+//! into a temporary staging table (declared with its row in [`crate::rows`], created
+//! here from that declaration) and merges it with one statement that classifies every
+//! row loaded, duplicate, updated or conflicting. [`bulk`] drops an empty `market`'s
+//! constraints and indexes and builds them once after a first load. A file over its
 //! reject budget loads nothing and is set aside. Writes the input tables (`coins`,
 //! `coin_aliases`, `market`, `rankings`, `candles`, `tickers`, `people`, `trades`) and,
 //! through the ledger, `etl_rejects`; never a derived table: that is `derive`'s.
