@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets of fuzz/ (nightly toolchain; cargo install cargo-fuzz --locked) for a
-# given time each, then keeps every crash input as a regression case:
+# Runs the cargo-fuzz targets of fuzz/ (nightly toolchain; cargo install cargo-fuzz
+# --locked) for a given time each, then keeps every crash input as a regression case:
 #
 #   scripts/fuzz.sh [--seconds 60] [TARGET...]     # default: all targets
 #
 # Targets: header_detection, value_parsing, row_validation, cursor_decoding, sanitize.
-# They link only pure modules (no diesel, polars or Rocket). A crash input found is copied to
-# fuzz/regressions/<target>/; `cargo test` (shared/tests/fuzz_regressions.rs,
-# etl/tests/fuzz_regressions.rs) replays every file there through the same checks, so
-# commit it with the fix. Corpora stay in fuzz/corpus/ (not committed). Exits 1 when a
-# target found a crash.
+# They link only pure modules (no diesel, polars or Rocket). A crash input found is
+# copied to fuzz/regressions/<target>/ (rename it to say what it is); `cargo test`
+# (shared/tests/fuzz_regressions.rs, etl/tests/fuzz_regressions.rs) replays every file
+# there through the same checks, so commit it with the fix. Corpora stay in fuzz/corpus/
+# (not committed). Exits 1 when a target found a crash.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

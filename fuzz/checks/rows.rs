@@ -7,6 +7,7 @@
 use crate::rows::{Batch, Rejection};
 use crate::validate::{Known, Validator};
 use crate::values::DateOrder;
+use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::detect;
 use coinflow_shared::instant::TIMESTAMP_RANGE;
 use csv::{ByteRecord, ReaderBuilder};
@@ -98,53 +99,18 @@ pub(crate) fn check_outcome(
     outcome: &Result<(), Rejection>,
     batch: &Batch,
 ) -> bool {
-    let finite = |v: f64| v.is_finite();
-    let stored =
-        |ts: &chrono::DateTime<chrono::Utc>| TIMESTAMP_RANGE.contains(&ts.timestamp_micros());
     match outcome {
         Ok(()) => {
             assert!(!batch.is_empty(), "{file}: {record:?} loaded nothing");
-            for m in &batch.market {
-                assert!(finite(m.price_usd), "{file}: {record:?}: {m:?}");
-                assert!(
-                    m.market_cap_usd.is_none_or(finite),
-                    "{file}: {record:?}: {m:?}"
-                );
-                assert!(
-                    m.volume_24h_usd.is_none_or(finite),
-                    "{file}: {record:?}: {m:?}"
-                );
-                assert!(stored(&m.ts), "{file}: {record:?}: {m:?}");
+            let (numbers, instants) = values_of(batch);
+            for number in numbers {
+                assert!(number.is_finite(), "{file}: {record:?} loaded {number}");
             }
-            for r in &batch.rankings {
+            for instant in instants {
                 assert!(
-                    r.volume_24h_usd.is_none_or(finite),
-                    "{file}: {record:?}: {r:?}"
+                    TIMESTAMP_RANGE.contains(&instant.timestamp_micros()),
+                    "{file}: {record:?} loaded {instant}"
                 );
-                assert!(stored(&r.ts), "{file}: {record:?}: {r:?}");
-            }
-            for c in &batch.candles {
-                assert!(
-                    [c.open, c.high, c.low, c.close].into_iter().all(finite),
-                    "{file}: {record:?}: {c:?}"
-                );
-                assert!(c.volume_usd.is_none_or(finite), "{file}: {record:?}: {c:?}");
-                assert!(
-                    c.market_cap_usd.is_none_or(finite),
-                    "{file}: {record:?}: {c:?}"
-                );
-                assert!(stored(&c.ts), "{file}: {record:?}: {c:?}");
-            }
-            for p in &batch.people {
-                assert!(
-                    p.date_added.as_ref().is_none_or(stored),
-                    "{file}: {record:?}: {p:?}"
-                );
-            }
-            for t in &batch.trades {
-                assert!(t.quantity.is_none_or(finite), "{file}: {record:?}: {t:?}");
-                assert!(t.price.is_none_or(finite), "{file}: {record:?}: {t:?}");
-                assert!(stored(&t.ts), "{file}: {record:?}: {t:?}");
             }
             true
         }
@@ -162,4 +128,34 @@ pub(crate) fn check_outcome(
             false
         }
     }
+}
+
+/// Every number and instant the rows of a batch hold (missing ones left out).
+fn values_of(batch: &Batch) -> (Vec<f64>, Vec<DateTime<Utc>>) {
+    let mut numbers: Vec<Option<f64>> = Vec::new();
+    let mut instants: Vec<Option<DateTime<Utc>>> = Vec::new();
+    for m in &batch.market {
+        numbers.extend([Some(m.price_usd), m.market_cap_usd, m.volume_24h_usd]);
+        instants.push(Some(m.ts));
+    }
+    for r in &batch.rankings {
+        numbers.push(r.volume_24h_usd);
+        instants.push(Some(r.ts));
+    }
+    for c in &batch.candles {
+        numbers.extend([c.open, c.high, c.low, c.close].map(Some));
+        numbers.extend([c.volume_usd, c.market_cap_usd]);
+        instants.push(Some(c.ts));
+    }
+    for p in &batch.people {
+        instants.push(p.date_added);
+    }
+    for t in &batch.trades {
+        numbers.extend([t.quantity, t.price]);
+        instants.push(Some(t.ts));
+    }
+    (
+        numbers.into_iter().flatten().collect(),
+        instants.into_iter().flatten().collect(),
+    )
 }
