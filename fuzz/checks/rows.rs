@@ -65,11 +65,8 @@ pub fn row_validation(data: &[u8]) {
         return;
     };
     let (header, file) = HEADERS[usize::from(first) % HEADERS.len()];
-    let order = if usize::from(first) / HEADERS.len() % 2 == 0 {
-        DateOrder::MonthFirst
-    } else {
-        DateOrder::DayFirst
-    };
+    let order =
+        [DateOrder::MonthFirst, DateOrder::DayFirst][usize::from(first) / HEADERS.len() % 2];
     let mut validator = validator(header, file, order);
     let mut known = known();
     let mut reader = ReaderBuilder::new()
