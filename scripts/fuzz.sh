@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets of fuzz/ (nightly toolchain; cargo install cargo-fuzz) for a
-# given time each, then keeps every crash input as a regression case:
+# Runs the cargo-fuzz targets of fuzz/ (nightly toolchain; cargo install cargo-fuzz
+# --locked) for a given time each, then keeps every crash input as a regression case:
 #
 #   scripts/fuzz.sh [--seconds 60] [TARGET...]     # default: all targets
 #
-# Targets: header_detection, value_parsing, cursor_decoding, sanitize. They link only
-# pure modules (no diesel, polars or Rocket). A crash input found is copied to
-# fuzz/regressions/<target>/; `cargo test` (shared/tests/fuzz_regressions.rs,
-# etl/tests/fuzz_regressions.rs) replays every file there through the same checks, so
-# commit it with the fix. Corpora stay in fuzz/corpus/ (not committed). Exits 1 when a
-# target found a crash.
+# Targets: header_detection, value_parsing, row_validation, cursor_decoding, sanitize.
+# They link only pure modules (no diesel, polars or Rocket). A crash input found is
+# copied to fuzz/regressions/<target>/ (rename it to say what it is); `cargo test`
+# (shared/tests/fuzz_regressions.rs, etl/tests/fuzz_regressions.rs) replays every file
+# there through the same checks, so commit it with the fix. Corpora stay in fuzz/corpus/
+# (not committed). Exits 1 when a target found a crash.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,13 +20,13 @@ targets=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --seconds) seconds=$2; shift ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,12p' "$ROOT/scripts/fuzz.sh"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1") ;;
     esac
     shift
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(header_detection value_parsing cursor_decoding sanitize)
+[[ ${#targets[@]} -gt 0 ]] || targets=(header_detection value_parsing row_validation cursor_decoding sanitize)
 
 cargo +nightly fuzz --version >/dev/null 2>&1 ||
     { echo "cargo-fuzz is missing: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }

@@ -32,6 +32,13 @@ pub mod report;
 mod resolve;
 mod rows;
 pub mod sanitize;
+// Row validation's properties, shared with the fuzz crate (`fuzz/checks/rows.rs`): the
+// fuzz target `row_validation` runs them, `validate`'s random-records test asserts them
+// and `tests/fuzz_regressions.rs` replays the kept inputs through
+// `row_checks::row_validation`, the one public item. Not an API.
+#[doc(hidden)]
+#[path = "../../fuzz/checks/rows.rs"]
+pub mod row_checks;
 mod scan;
 mod transform;
 mod validate;

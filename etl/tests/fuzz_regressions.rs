@@ -1,5 +1,7 @@
 //! Replays the inputs kept in `fuzz/regressions/` for the ETL's pure modules through the
-//! checks of the fuzz targets (see `shared/tests/fuzz_regressions.rs`).
+//! checks of the fuzz targets (see `shared/tests/fuzz_regressions.rs`). Row validation's
+//! check is compiled into the library (`coinflow_etl::row_checks`, from
+//! `fuzz/checks/rows.rs`): it drives crate-private types.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -27,5 +29,13 @@ fn sanitize_regressions() {
     for (name, data) in kept::inputs("sanitize") {
         println!("{name}");
         checks::sanitize(&data);
+    }
+}
+
+#[test]
+fn row_validation_regressions() {
+    for (name, data) in kept::inputs("row_validation") {
+        println!("{name}");
+        coinflow_etl::row_checks::row_validation(&data);
     }
 }

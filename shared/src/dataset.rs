@@ -254,10 +254,12 @@ impl Detected {
     }
 }
 
-/// Normalises a header cell for the alias map: BOM and surrounding spaces removed,
-/// lower-cased.
+/// Normalises a header cell for the alias map: byte-order marks and white space around
+/// it removed (in any mix: a BOM after a space is trimmed too, so normalising twice
+/// changes nothing), lower-cased.
 pub fn normalize_header_cell(cell: &str) -> String {
-    cell.trim_start_matches('\u{feff}').trim().to_lowercase()
+    cell.trim_matches(|c: char| c == '\u{feff}' || c.is_whitespace())
+        .to_lowercase()
 }
 
 fn accepted(column: Column, dataset: Dataset) -> impl Iterator<Item = &'static str> {
@@ -1068,6 +1070,20 @@ mod tests {
         assert_eq!(
             detect_str("\u{feff}id,symbol,name", "x.csv").map(|d| d.dataset),
             Some(Dataset::Coins)
+        );
+    }
+
+    #[test]
+    fn a_header_cell_loses_every_bom_and_space_around_it_at_once() {
+        for cell in [
+            "\u{feff}\n\u{feff} snapped_at ",
+            " \u{feff}Snapped_At\u{feff}\t",
+        ] {
+            assert_eq!(normalize_header_cell(cell), "snapped_at", "{cell:?}");
+        }
+        assert_eq!(
+            normalize_header_cell("market\u{feff} cap"),
+            "market\u{feff} cap"
         );
     }
 

@@ -8,7 +8,9 @@
 
 /// Declares a fieldless enum stored as text: `as_str`, `Display`, `FromStr` (an unknown
 /// word is an error naming it), `Serialize` as the text, and diesel `ToSql`/`FromSql`
-/// for `Text` on PostgreSQL. Comparing with a `&str` compares the text form.
+/// for `Text` on PostgreSQL. Comparing with a `&str` compares the text form. The diesel
+/// parts are left out where the expanding crate sets `cfg(coinflow_pure)` (the fuzz
+/// crate, which has no diesel).
 #[macro_export]
 macro_rules! text_enum {
     (
@@ -16,8 +18,12 @@ macro_rules! text_enum {
         $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::diesel::expression::AsExpression, ::diesel::deserialize::FromSqlRow)]
-        #[diesel(sql_type = ::diesel::sql_types::Text)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[cfg_attr(
+            not(coinflow_pure),
+            derive(::diesel::expression::AsExpression, ::diesel::deserialize::FromSqlRow),
+            diesel(sql_type = ::diesel::sql_types::Text)
+        )]
         $vis enum $name { $($(#[$vmeta])* $variant,)+ }
 
         impl $name {
@@ -59,6 +65,7 @@ macro_rules! text_enum {
             }
         }
 
+        #[cfg(not(coinflow_pure))]
         impl ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
             fn to_sql<'b>(
                 &'b self,
@@ -71,6 +78,7 @@ macro_rules! text_enum {
             }
         }
 
+        #[cfg(not(coinflow_pure))]
         impl ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
             fn from_sql(
                 bytes: ::diesel::pg::PgValue<'_>,

@@ -2,27 +2,21 @@
 //! ([`transform::coin_exchanges`]). Takes the coins whose tickers changed.
 
 use super::{sync_served, temp_table, RefreshError, COIN_BATCH};
+use crate::rows::{copy_rows, temp_rows};
 use crate::transform;
 use coinflow_shared::dataset::COIN_EXCHANGES;
-use coinflow_shared::schema::tickers;
+use coinflow_shared::schema::{coin_exchanges, tickers};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use polars::prelude::*;
 
-diesel::table! {
-    tmp_coin_exchanges (coin_id) {
-        coin_id -> Text,
-        exchanges -> Array<Text>,
-        exchange_count -> Int4,
+temp_rows! {
+    /// A row of `coin_exchanges`, written through its scratch copy `tmp_coin_exchanges`.
+    struct CoinExchangesRow => tmp_coin_exchanges (coin_id) like coin_exchanges {
+        coin_id: String = Text,
+        exchanges: Vec<String> = Array<Text>,
+        exchange_count: i32 = Int4,
     }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tmp_coin_exchanges, treat_none_as_default_value = false)]
-struct CoinExchangesRow {
-    coin_id: String,
-    exchanges: Vec<String>,
-    exchange_count: i32,
 }
 
 /// Recomputes the exchanges of `coins`; returns how many rows changed.
@@ -55,14 +49,12 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
         for row in &mut rows {
             row.exchange_count = row.exchanges.len() as i32;
         }
-        temp_table(conn, "tmp_coin_exchanges", "coin_exchanges")?;
-        diesel::copy_from(tmp_coin_exchanges::table)
-            .from_insertable(&rows)
-            .execute(conn)?;
+        temp_table(conn, &CoinExchangesRow::TABLE)?;
+        copy_rows!(conn, tmp_coin_exchanges::table, rows);
         changed += sync_served(
             conn,
             &COIN_EXCHANGES,
-            "tmp_coin_exchanges",
+            CoinExchangesRow::TABLE.name,
             Some(("coin_id", batch)),
         )?;
     }

@@ -4,7 +4,7 @@
 //! instead ([`DailyFold`]) and need nothing read back. Writes only rows that differ.
 
 use super::{micros, sync_served, temp_table, RefreshError, COIN_BATCH};
-use crate::rows::{copy_rows, MarketRow};
+use crate::rows::{copy_rows, temp_rows, MarketRow};
 use crate::transform;
 use crate::values::CANDLE_INTERVALS;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -16,36 +16,22 @@ use diesel::sql_types::{Array, Text};
 use polars::prelude::*;
 use std::collections::{BTreeSet, HashSet};
 
-diesel::table! {
-    tmp_daily (coin_id, day) {
-        coin_id -> Text,
-        day -> Date,
-        open -> Float8,
-        high -> Float8,
-        low -> Float8,
-        close -> Float8,
-        avg_price -> Float8,
-        max_market_cap_usd -> Nullable<Float8>,
-        last_volume_usd -> Nullable<Float8>,
-        samples -> Int4,
-        source -> Text,
+temp_rows! {
+    /// A row of `daily`, written straight into it (a first load) or through its scratch
+    /// copy `tmp_daily`.
+    struct DailyRow => tmp_daily (coin_id, day) like daily {
+        coin_id: String = Text,
+        day: NaiveDate = Date,
+        open: f64 = Float8,
+        high: f64 = Float8,
+        low: f64 = Float8,
+        close: f64 = Float8,
+        avg_price: f64 = Float8,
+        max_market_cap_usd: Option<f64> = Nullable<Float8>,
+        last_volume_usd: Option<f64> = Nullable<Float8>,
+        samples: i32 = Int4,
+        source: String = Text,
     }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tmp_daily, table_name = daily, treat_none_as_default_value = false)]
-struct DailyRow {
-    coin_id: String,
-    day: NaiveDate,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    avg_price: f64,
-    max_market_cap_usd: Option<f64>,
-    last_volume_usd: Option<f64>,
-    samples: i32,
-    source: String,
 }
 
 /// Recomputes the daily rows of `coins` from what the warehouse stores.
@@ -183,12 +169,12 @@ fn store_daily(
         copy_rows!(conn, daily::table, rows);
         return Ok(rows.len() as i64);
     }
-    temp_table(conn, "tmp_daily", "daily")?;
+    temp_table(conn, &DailyRow::TABLE)?;
     copy_rows!(conn, tmp_daily::table, rows);
     Ok(sync_served(
         conn,
         &DAILY,
-        "tmp_daily",
+        DailyRow::TABLE.name,
         Some(("coin_id", coins)),
     )?)
 }

@@ -7,6 +7,15 @@
 //! `data_versions` keys that changed. Writes derived tables only, never the inputs or
 //! the ledger. The transforms stay in one module of their own: they are pure, tested
 //! together on small frames, and some serve two tables' inputs (the daily fold).
+//!
+//! A table is synchronised from a scratch copy (`tmp_<table>`) whose rows are declared
+//! once, beside the code that fills them, with [`crate::rows::temp_rows!`] `like
+//! <table>`: the struct, its `table!` and `Insertable` come from that one list, and the
+//! copy is created `LIKE` the migrated table. The list itself cannot be derived from
+//! `shared/src/schema.rs` (a `macro_rules!` cannot read another macro's `table!`, and
+//! the schema is `diesel print-schema`'s output, not ours to annotate): instead the row
+//! is `Insertable` into the warehouse table too, so a declared field that the schema
+//! lacks, or types differently, fails to compile.
 
 mod coin_exchanges;
 mod daily;
@@ -17,6 +26,7 @@ mod traders;
 
 pub(crate) use daily::DailyFold;
 
+use crate::rows::TempTable;
 use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::Shape;
 use coinflow_shared::ledger::Versioned;
@@ -187,11 +197,14 @@ pub(crate) fn written_since(
     Ok(written)
 }
 
-/// An empty temporary table shaped like `like`. Created once per run and truncated on
-/// reuse: creating one per batch would pile up locks in the run's transaction.
-pub(crate) fn temp_table(conn: &mut PgConnection, temp: &str, like: &str) -> QueryResult<()> {
+/// An empty temporary table, as declared ([`crate::rows::temp_rows!`]). Created once per
+/// run and truncated on reuse: creating one per batch would pile up locks in the run's
+/// transaction.
+pub(crate) fn temp_table(conn: &mut PgConnection, table: &TempTable) -> QueryResult<()> {
     conn.batch_execute(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {like}) ON COMMIT DROP; TRUNCATE {temp}"
+        "CREATE TEMP TABLE IF NOT EXISTS {name} ({definition}) ON COMMIT DROP; TRUNCATE {name}",
+        name = table.name,
+        definition = table.definition(),
     ))
 }
 

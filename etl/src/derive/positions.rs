@@ -3,37 +3,26 @@
 //! trades or snapshots changed.
 
 use super::{sync_served, temp_table, RefreshError};
-use crate::rows::{copy_rows, Side};
+use crate::rows::{copy_rows, temp_rows, Side};
 use crate::transform;
 use coinflow_shared::dataset::POSITIONS;
-use coinflow_shared::schema::trades;
+use coinflow_shared::schema::{positions, trades};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use polars::prelude::*;
 
-diesel::table! {
-    tmp_positions (person_id, coin_id) {
-        person_id -> Int8,
-        coin_id -> Text,
-        net_quantity -> Float8,
-        trade_count -> Int8,
-        avg_buy_price -> Nullable<Float8>,
-        last_price_usd -> Nullable<Float8>,
-        market_value_usd -> Nullable<Float8>,
+temp_rows! {
+    /// A row of `positions`, written through its scratch copy `tmp_positions`.
+    struct PositionRow => tmp_positions (person_id, coin_id) like positions {
+        person_id: i64 = Int8,
+        coin_id: String = Text,
+        net_quantity: f64 = Float8,
+        trade_count: i64 = Int8,
+        avg_buy_price: Option<f64> = Nullable<Float8>,
+        last_price_usd: Option<f64> = Nullable<Float8>,
+        market_value_usd: Option<f64> = Nullable<Float8>,
     }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tmp_positions, treat_none_as_default_value = false)]
-struct PositionRow {
-    person_id: i64,
-    coin_id: String,
-    net_quantity: f64,
-    trade_count: i64,
-    avg_buy_price: Option<f64>,
-    last_price_usd: Option<f64>,
-    market_value_usd: Option<f64>,
 }
 
 #[derive(QueryableByName)]
@@ -99,7 +88,12 @@ pub(super) fn refresh(conn: &mut PgConnection) -> Result<i64, RefreshError> {
             market_value_usd: value[k],
         })
         .collect();
-    temp_table(conn, "tmp_positions", "positions")?;
+    temp_table(conn, &PositionRow::TABLE)?;
     copy_rows!(conn, tmp_positions::table, rows);
-    Ok(sync_served(conn, &POSITIONS, "tmp_positions", None)?)
+    Ok(sync_served(
+        conn,
+        &POSITIONS,
+        PositionRow::TABLE.name,
+        None,
+    )?)
 }

@@ -3,32 +3,23 @@
 //! ([`transform::market_ranks`], [`transform::RANK_SOURCE_PREFERENCE`]). Takes the coins
 //! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
 
-use super::{micros, to_ts, written_since, RefreshError, COIN_BATCH};
-use crate::rows::copy_rows;
+use super::{micros, temp_table, to_ts, written_since, RefreshError, COIN_BATCH};
+use crate::rows::{copy_rows, temp_rows};
 use crate::transform;
 use chrono::{DateTime, Utc};
-use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Int4, Text, Timestamptz};
 use polars::prelude::*;
 
-diesel::table! {
-    tmp_rank (coin_id, ts) {
-        coin_id -> Text,
-        ts -> Timestamptz,
-        rank -> Nullable<Int4>,
-        rank_source -> Nullable<Text>,
+temp_rows! {
+    /// A snapshot's rank, as the update of `market` reads it from `tmp_rank`.
+    struct RankRow => tmp_rank (coin_id, ts) {
+        coin_id: String = Text,
+        ts: DateTime<Utc> = Timestamptz,
+        rank: Option<i32> = Nullable<Int4>,
+        rank_source: Option<String> = Nullable<Text>,
     }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tmp_rank, treat_none_as_default_value = false)]
-struct RankRow {
-    coin_id: String,
-    ts: DateTime<Utc>,
-    rank: Option<i32>,
-    rank_source: Option<String>,
 }
 
 /// Per coin, the earliest snapshot or ranking the current transaction wrote (the same
@@ -136,9 +127,7 @@ pub(super) fn refresh(
                 rank_source: source.get(i).map(str::to_string),
             })
             .collect();
-        conn.batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS tmp_rank (coin_id text, ts timestamptz, rank int4, rank_source text) ON COMMIT DROP; TRUNCATE tmp_rank",
-        )?;
+        temp_table(conn, &RankRow::TABLE)?;
         copy_rows!(conn, tmp_rank::table, rows);
         changed += conn_execute(
             conn,

@@ -13,6 +13,7 @@
 //! Never reads the rows into the process: the work stays in the database.
 
 use super::{sync_sql, temp_table, written_since, Count, RefreshError, COIN_BATCH};
+use crate::rows::TempTable;
 use chrono::DateTime;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -44,6 +45,10 @@ SELECT w.coin_id AS key, min(w.ts) AS since FROM (
 ) w
 GROUP BY w.coin_id
 ORDER BY w.coin_id";
+
+/// The scratch copy the recomputed slots go into: no row type, the database function
+/// fills it.
+const TMP_TOP_SLOTS: TempTable = TempTable::like("tmp_top_slots", "top_slots");
 
 /// Slots from each coin's `since` on, of the coins and times bound as `$1` and `$2`.
 const SLOTS_SQL: &str = "SELECT * FROM top_slots_of($1, $2)";
@@ -90,7 +95,7 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
             .min()
             .unwrap_or(DateTime::UNIX_EPOCH)
             - chrono::Duration::days(2);
-        temp_table(conn, "tmp_top_slots", "top_slots")?;
+        temp_table(conn, &TMP_TOP_SLOTS)?;
         diesel::sql_query(format!("INSERT INTO tmp_top_slots {SLOTS_SQL}"))
             .bind::<Array<Text>, _>(&ids)
             .bind::<Array<Timestamptz>, _>(vec![from; ids.len()])

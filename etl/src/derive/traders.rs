@@ -2,45 +2,30 @@
 //! ([`transform::traders`]). Recomputed whole when people or trades changed.
 
 use super::{micros, sync_served, temp_table, to_ts, RefreshError};
-use crate::rows::{copy_rows, Side};
+use crate::rows::{copy_rows, temp_rows, Side};
 use crate::transform;
 use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::TRADERS;
-use coinflow_shared::schema::{people, trades};
+use coinflow_shared::schema::{people, traders, trades};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use polars::prelude::*;
 
-diesel::table! {
-    tmp_traders (person_id) {
-        person_id -> Int8,
-        first_name -> Text,
-        last_name -> Text,
-        email -> Text,
-        date_added -> Nullable<Timestamptz>,
-        last_trade_ts -> Nullable<Timestamptz>,
-        last_trade_coin_id -> Nullable<Text>,
-        last_trade_side -> Nullable<Text>,
-        last_trade_quantity -> Nullable<Float8>,
-        last_trade_price -> Nullable<Float8>,
-        trade_count -> Int8,
+temp_rows! {
+    /// A row of `traders`, written through its scratch copy `tmp_traders`.
+    struct TraderRow => tmp_traders (person_id) like traders {
+        person_id: i64 = Int8,
+        first_name: String = Text,
+        last_name: String = Text,
+        email: String = Text,
+        date_added: Option<DateTime<Utc>> = Nullable<Timestamptz>,
+        last_trade_ts: Option<DateTime<Utc>> = Nullable<Timestamptz>,
+        last_trade_coin_id: Option<String> = Nullable<Text>,
+        last_trade_side: Option<String> = Nullable<Text>,
+        last_trade_quantity: Option<f64> = Nullable<Float8>,
+        last_trade_price: Option<f64> = Nullable<Float8>,
+        trade_count: i64 = Int8,
     }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tmp_traders, treat_none_as_default_value = false)]
-struct TraderRow {
-    person_id: i64,
-    first_name: String,
-    last_name: String,
-    email: String,
-    date_added: Option<DateTime<Utc>>,
-    last_trade_ts: Option<DateTime<Utc>>,
-    last_trade_coin_id: Option<String>,
-    last_trade_side: Option<String>,
-    last_trade_quantity: Option<f64>,
-    last_trade_price: Option<f64>,
-    trade_count: i64,
 }
 
 /// Recomputes every trader; returns how many rows changed.
@@ -139,7 +124,7 @@ pub(super) fn refresh(conn: &mut PgConnection) -> Result<i64, RefreshError> {
             trade_count: count[k].unwrap_or_default(),
         })
         .collect();
-    temp_table(conn, "tmp_traders", "traders")?;
+    temp_table(conn, &TraderRow::TABLE)?;
     copy_rows!(conn, tmp_traders::table, rows);
-    Ok(sync_served(conn, &TRADERS, "tmp_traders", None)?)
+    Ok(sync_served(conn, &TRADERS, TraderRow::TABLE.name, None)?)
 }

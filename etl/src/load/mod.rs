@@ -4,10 +4,11 @@
 //! progress), reads it through [`crate::scan`] and returns its report; rejects go to
 //! the ledger as the file settles. Two paths: [`direct`] copies a markets file's rows
 //! straight into `market` when they bring only new keys; [`staged`] copies any file
-//! into a temporary staging table (created here) and merges it with one statement that
-//! classifies every row loaded, duplicate, updated or conflicting. [`bulk`] builds an
-//! empty `market` anew beside the one readers use, its indexes once after a first load,
-//! and swaps it in before the commit. A file over its
+//! into a temporary staging table (declared with its row in [`crate::rows`], created
+//! here from that declaration) and merges it with one statement that classifies every
+//! row loaded, duplicate, updated or conflicting. [`bulk`] builds an empty `market`
+//! anew beside the one readers use, its indexes once after a first load, and swaps it
+//! in before the commit. A file over its
 //! reject budget loads nothing and is set aside. Writes the input tables (`coins`,
 //! `coin_aliases`, `market`, `rankings`, `candles`, `tickers`, `people`, `trades`) and,
 //! through the ledger, `etl_rejects`; never a derived table: that is `derive`'s.
@@ -94,17 +95,11 @@ pub(crate) fn known_from_db(conn: &mut PgConnection) -> QueryResult<Known> {
     Ok(known)
 }
 
-/// Creates the run's staging tables; they disappear when the run's transaction ends.
+/// Creates the run's staging tables, as [`rows`] declares them; they disappear when the
+/// run's transaction ends.
 pub(crate) fn create_staging(conn: &mut PgConnection) -> QueryResult<()> {
-    conn.batch_execute(
-        "CREATE TEMP TABLE stg_coins (line int8 NOT NULL, id text NOT NULL, symbol text NOT NULL, name text NOT NULL, cmc_id int8) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_market (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, price_usd float8 NOT NULL, market_cap_usd float8, volume_24h_usd float8) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_rankings (line int8 NOT NULL, coin_id text NOT NULL, ts timestamptz NOT NULL, rank int4 NOT NULL, volume_24h_usd float8, source text NOT NULL) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_candles (line int8 NOT NULL, coin_id text NOT NULL, interval text, period_start timestamptz, ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, close float8 NOT NULL, volume_usd float8, market_cap_usd float8) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_tickers (line int8 NOT NULL, coin_id text NOT NULL, exchange text NOT NULL, base text NOT NULL, target text NOT NULL) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_people (line int8 NOT NULL, person_id int8 NOT NULL, first_name text NOT NULL, last_name text NOT NULL, email text NOT NULL, date_added timestamptz) ON COMMIT DROP;
-         CREATE TEMP TABLE stg_trades (line int8 NOT NULL, person_id int8 NOT NULL, ts timestamptz NOT NULL, coin_id text NOT NULL, side text NOT NULL, quantity float8, price float8) ON COMMIT DROP;",
-    )
+    let statements: Vec<String> = rows::STAGING.iter().map(|t| t.create_sql()).collect();
+    conn.batch_execute(&statements.join(";\n"))
 }
 
 /// Empties the staging tables a dataset's files use, between files.
