@@ -97,7 +97,14 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
             .execute(conn)?;
         let scope = "t.coin_id = ANY($1) AND t.valid_from >= $2";
         let count: Count =
-            diesel::sql_query(sync_sql("top_slots", "tmp_top_slots", KEYS, VALUES, scope))
+            diesel::sql_query(sync_sql(
+                "top_slots",
+                "tmp_top_slots",
+                KEYS,
+                VALUES,
+                scope,
+                None,
+            ))
                 .bind::<Array<Text>, _>(&ids)
                 .bind::<Timestamptz, _>(from)
                 .get_result(conn)?;
