@@ -62,7 +62,8 @@ impl Live {
     }
 
     fn market_version(&self) -> i64 {
-        self.app.texts("SELECT version::text AS t FROM data_versions WHERE dataset = 'market'")[0]
+        self.app
+            .texts("SELECT version::text AS t FROM data_versions WHERE dataset = 'market'")[0]
             .parse()
             .unwrap()
     }
@@ -137,7 +138,10 @@ fn a_walk_of_market_goes_on_across_live_appends_and_sees_the_rows_ahead_of_it() 
     // A live fetch appends a snapshot of every coin (the run ranks them too), twice.
     live.load("listings-1.csv", &listing(10..11));
     let (mut more, cursor, version) = chunk(app, &next(&cursor));
-    assert!(version > issued, "the load bumped market: {version} > {issued}");
+    assert!(
+        version > issued,
+        "the load bumped market: {version} > {issued}"
+    );
     live.load("listings-2.csv", &listing(11..12));
     let (rest, versions) = walk_on(app, cursor.unwrap());
     more.extend(rest);
@@ -227,7 +231,10 @@ fn a_version_without_a_record_of_its_changes_is_a_409() {
         detail.contains("has no record of what it changed"),
         "{detail}"
     );
-    assert!(detail.contains(&format!("data version {issued}")), "{detail}");
+    assert!(
+        detail.contains(&format!("data version {issued}")),
+        "{detail}"
+    );
 
     // A cursor from a version the warehouse has not reached (a restored database).
     let codec = CursorCodec::new(b"test secret");
@@ -244,5 +251,7 @@ fn a_version_without_a_record_of_its_changes_is_a_409() {
     let (_, cursor, _) = chunk(app, "/read/market?size=20");
     live.load("listings-2.csv", &listing(11..12));
     let (rest, _) = walk_on(app, cursor.unwrap());
-    assert!(rest.iter().any(|r| key(r) == "foxtrot|2024-01-01T11:00:00Z"));
+    assert!(rest
+        .iter()
+        .any(|r| key(r) == "foxtrot|2024-01-01T11:00:00Z"));
 }

@@ -1,7 +1,7 @@
 //! The ledger: what the ETL knows of its own runs. Writes `etl_runs` (a run starts,
 //! finishes or is found abandoned), `etl_files` (one row per file a run evaluated) and
 //! `etl_rejects` (one copy per file content and line), bumps `data_versions` for what a
-//! run changed, and reads back what reruns decide by (the contents already loaded, the
+//! run changed (recording in `data_version_changes` what each bump changed), and reads back what reruns decide by (the contents already loaded, the
 //! latest evaluation of a content). Everything but `start_run`, `mark_abandoned` and a
 //! failed run's `finish_run` commits in the run's transaction, with its data. Never
 //! writes warehouse data.
@@ -10,10 +10,10 @@ use crate::extract::{FileStat, InputFile};
 use crate::report::FileReport;
 use crate::rows::{Rejection, COPY_CHUNK};
 use coinflow_shared::dataset::{Dataset, Served, REJECTS};
-use coinflow_shared::version_changes;
 use coinflow_shared::ledger::{FileStatus, RunStatus, Versioned};
 use coinflow_shared::models::Counts;
 use coinflow_shared::schema::{etl_files, etl_rejects, etl_runs};
+use coinflow_shared::version_changes;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};

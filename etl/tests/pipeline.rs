@@ -920,7 +920,9 @@ fn each_version_records_the_lowest_key_of_a_pre_existing_row_it_changed() {
     let report = fx.run();
     assert_eq!(file(&report, "fix.csv").updated, 1);
     assert_eq!(
-        fx.count("SELECT count(*) FROM market WHERE ts = '2024-01-01T05:00:00Z' AND rank IS NOT NULL"),
+        fx.count(
+            "SELECT count(*) FROM market WHERE ts = '2024-01-01T05:00:00Z' AND rank IS NOT NULL"
+        ),
         3
     );
     assert_eq!(

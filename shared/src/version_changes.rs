@@ -175,7 +175,10 @@ mod tests {
             ),
             "{record}"
         );
-        assert!(record.ends_with("ORDER BY u.coin_id, u.ts LIMIT 1"), "{record}");
+        assert!(
+            record.ends_with("ORDER BY u.coin_id, u.ts LIMIT 1"),
+            "{record}"
+        );
         assert_eq!(
             typed_key(&REJECTS, "k"),
             "ROW((k[1])::int8, (k[2])::text, (k[3])::int8)"

@@ -13,7 +13,10 @@ use diesel_migrations::MigrationHarness;
 const VERSION_CHANGES_VERSION: &str = "20261207000060";
 
 fn has_table(conn: &mut diesel::PgConnection) -> bool {
-    count(conn, "(to_regclass('data_version_changes') IS NOT NULL)::int") == 1
+    count(
+        conn,
+        "(to_regclass('data_version_changes') IS NOT NULL)::int",
+    ) == 1
 }
 
 #[test]

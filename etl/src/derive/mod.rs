@@ -105,7 +105,14 @@ pub(crate) fn sync_served(
         None => "TRUE".to_string(),
     };
     let values = shape.value_columns();
-    let sql = sync_sql(shape.table, temp, shape.key, &values, &scope_sql, Some(shape));
+    let sql = sync_sql(
+        shape.table,
+        temp,
+        shape.key,
+        &values,
+        &scope_sql,
+        Some(shape),
+    );
     let count: Count = match scope {
         Some((_, ids)) => diesel::sql_query(sql)
             .bind::<Array<Text>, _>(ids)

@@ -1,7 +1,9 @@
 //! `market.rank` and `market.rank_source`: each snapshot takes its coin's latest ranking
 //! at or before it within the tolerance, from the most preferred source that has one
 //! ([`transform::market_ranks`], [`transform::RANK_SOURCE_PREFERENCE`]). Takes the coins
-//! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
+//! whose snapshots or rankings changed; writes only the snapshots whose rank differs, and
+//! records the lowest of them that predates the run (re-ranking the snapshots the run
+//! just loaded is no update for cursors: `coinflow_shared::version_changes`).
 
 use super::{micros, to_ts, written_since, Count, RefreshError, COIN_BATCH};
 use crate::rows::copy_rows;

@@ -2,7 +2,9 @@
 //! binary COPY, then one statement per target merges them: it classifies every row
 //! against the others (by input line) and against what is stored as loaded, duplicate,
 //! updated or a conflicting duplicate (a reject), and writes only the first row of each
-//! key. A listings file also adds the coins and aliases it names. Returns the file's
+//! key (recording, for `market` and `coins`, the lowest key of a row of an earlier run
+//! it updates: `coinflow_shared::version_changes`). A listings file also adds the coins
+//! and aliases it names. Returns the file's
 //! counts and what it changed ([`Changes`]); a file that its conflicts take over the
 //! reject budget is rolled back. Writes the input tables, never a derived table.
 
@@ -19,8 +21,8 @@ use crate::scan::Scanned;
 use crate::validate::{may_infer_coins, raw_line, reason};
 use coinflow_shared::dataset::{Dataset, Shape, COINS, MARKET};
 use coinflow_shared::ledger::FileStatus;
-use coinflow_shared::version_changes;
 use coinflow_shared::schema::{coin_aliases, coins};
+use coinflow_shared::version_changes;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
