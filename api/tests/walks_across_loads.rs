@@ -61,6 +61,14 @@ impl Live {
         assert_eq!(report.status, "ok", "{report:?}");
     }
 
+    /// Loads a markets file that sets the price of one stored snapshot.
+    fn set_price(&self, coin: &str, hour: u32, price: f64) {
+        self.load(
+            "fix.csv",
+            &format!("coin_id,timestamp,price\n{coin},2024-01-01T{hour:02}:00:00Z,{price}\n"),
+        );
+    }
+
     fn market_version(&self) -> i64 {
         self.app
             .texts("SELECT version::text AS t FROM data_versions WHERE dataset = 'market'")[0]
@@ -76,6 +84,13 @@ fn key(row: &Value) -> String {
         row["coin_id"].as_str().unwrap(),
         row["ts"].as_str().unwrap()
     )
+}
+
+/// The row of `rows` with key `k`.
+fn row<'a>(rows: &'a [Value], k: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| key(r) == k)
+        .unwrap_or_else(|| panic!("{k} not read"))
 }
 
 /// One chunk: its rows and next cursor; asserts a 200.
@@ -167,21 +182,14 @@ fn a_walk_of_market_goes_on_across_live_appends_and_sees_the_rows_ahead_of_it() 
     assert!(walked.contains(&"charlie|2024-01-01T11:00:00Z".to_string()));
     assert!(!walked.contains(&"alpha|2024-01-01T10:00:00Z".to_string()));
     // The appended rows were ranked by their run: the walk reads them ranked.
-    let delta = more
-        .iter()
-        .find(|r| key(r) == "delta|2024-01-01T11:00:00Z")
-        .unwrap();
-    assert_eq!(delta["rank"], 4);
+    assert_eq!(row(&more, "delta|2024-01-01T11:00:00Z")["rank"], 4);
 }
 
 #[test]
 fn an_update_behind_the_position_is_a_409_that_states_the_rule() {
     let live = Live::new();
     let (_, cursor) = walk_into_charlie(&live.app);
-    live.load(
-        "fix.csv",
-        "coin_id,timestamp,price\nbravo,2024-01-01T03:00:00Z,123\n",
-    );
+    live.set_price("bravo", 3, 123.0);
     let detail = stale(&live.app.get(&next(&cursor)));
     for words in [
         "changed since this cursor was issued",
@@ -203,17 +211,13 @@ fn an_update_behind_the_position_is_a_409_that_states_the_rule() {
 fn an_update_ahead_of_the_position_is_read_as_it_is_now() {
     let live = Live::new();
     let (read, cursor) = walk_into_charlie(&live.app);
-    live.load(
-        "fix.csv",
-        "coin_id,timestamp,price\nfoxtrot,2024-01-01T05:00:00Z,4242\n",
-    );
+    live.set_price("foxtrot", 5, 4242.0);
     let (rest, _) = walk_on(&live.app, cursor);
     assert_eq!(read.len() + rest.len(), 60);
-    let updated = rest
-        .iter()
-        .find(|r| key(r) == "foxtrot|2024-01-01T05:00:00Z")
-        .unwrap();
-    assert_eq!(updated["price_usd"], 4242.0);
+    assert_eq!(
+        row(&rest, "foxtrot|2024-01-01T05:00:00Z")["price_usd"],
+        4242.0
+    );
 }
 
 #[test]

@@ -573,13 +573,8 @@ impl Kind {
     /// The SQL type a value of this kind is cast to.
     pub const fn sql_type(self) -> &'static str {
         match self {
-            Kind::Text => "text",
-            Kind::Int4 => "int4",
-            Kind::Int8 => "int8",
-            Kind::Float8 => "float8",
-            Kind::Timestamptz => "timestamptz",
-            Kind::Date => "date",
             Kind::TextArray => "text[]",
+            other => other.udt_name(),
         }
     }
 
