@@ -252,7 +252,7 @@ def test_a_tampered_cursor_is_400(served: Served):
     assert_problem(served.api.get("/read/next-chunk", params={"cursor": "not-a-cursor"}), 400)
 
 
-def test_a_cursor_from_an_older_data_version_is_409(
+def test_a_cursor_survives_appends_and_is_409_once_a_row_behind_it_changes(
     db: Database, etl_bin: pathlib.Path, api_factory, tmp_path: pathlib.Path
 ):
     # Its own database and API: this test re-runs the ETL.
@@ -262,14 +262,29 @@ def test_a_cursor_from_an_older_data_version_is_409(
     assert etl.run(data).code == 0
     api = api_factory(db.url)
     wait_ready(api)
-    cursor = api.get("/read/first-chunk?size=2").json()["next_cursor"]
+    first = api.get("/read/first-chunk?size=2").json()
+    cursor = first["next_cursor"]
     assert cursor
+    coin, ts = first["data"][0]["coin_id"], first["data"][0]["ts"]
 
-    write(data / "later.csv", "coin_id,timestamp,price\nbitcoin,2031-01-01T00:00:00Z,1\n")
+    # A load that only appends (a row ahead of the cursor): the walk goes on and sees it.
+    write(data / "later.csv", f"coin_id,timestamp,price\n{coin},2031-01-01T00:00:00Z,1\n")
     assert etl.run(data).code == 0
+    walked, page = [], api.get("/read/next-chunk", params={"cursor": cursor})
+    while True:
+        assert page.status_code == 200, page.text
+        body = page.json()
+        walked += [(r["coin_id"], r["ts"]) for r in body["data"]]
+        if not body["has_more"]:
+            break
+        page = api.get("/read/next-chunk", params={"cursor": body["next_cursor"]})
+    assert (coin, "2031-01-01T00:00:00Z") in walked
 
+    # A load that updates a row at or before the cursor's position: 409, saying why.
+    write(data / "fix.csv", f"coin_id,timestamp,price\n{coin},{ts},12345\n")
+    assert etl.run(data).code == 0
     body = assert_problem(api.get("/read/next-chunk", params={"cursor": cursor}), 409)
-    assert "version" in body["detail"].lower() or "changed" in body["detail"].lower(), body
+    assert "at or before the cursor's position" in body["detail"], body
 
 
 @pytest.mark.parametrize(

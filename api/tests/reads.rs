@@ -322,7 +322,15 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
         "2020-01-12T00:00:00.000000Z".to_string(),
     ];
     for filters in &market_cases {
-        let st = statements(Source::Served(Served::Market), filters, Some(&after), 100).unwrap();
+        // A continuation: the verdict on the cursor rides along.
+        let st = statements(
+            Source::Served(Served::Market),
+            filters,
+            Some(&after),
+            100,
+            Some(0),
+        )
+        .unwrap();
         {
             let st = &st.rows;
             assert!(!st.sql.to_uppercase().contains("OFFSET"), "{}", st.sql);
@@ -389,7 +397,7 @@ fn the_chunk_queries_are_index_range_scans_without_offset() {
     ];
     for (served, filters, after) in cases {
         let after: Vec<String> = after.into_iter().map(String::from).collect();
-        let st = statements(Source::Served(served), &filters, Some(&after), 50).unwrap();
+        let st = statements(Source::Served(served), &filters, Some(&after), 50, Some(0)).unwrap();
         {
             let st = &st.rows;
             assert!(!st.sql.to_uppercase().contains("OFFSET"), "{}", st.sql);
@@ -714,6 +722,7 @@ fn a_deep_market_chunk_reads_coins_from_the_cursor_not_from_the_first_coin() {
             &Filters::default(),
             Some(&after),
             size,
+            None,
         )
         .unwrap();
         let plan = explain_with(&mut conn, &st.rows, "ANALYZE, TIMING OFF, COSTS OFF").unwrap();

@@ -1,7 +1,7 @@
 //! The ledger: what the ETL knows of its own runs. Writes `etl_runs` (a run starts,
 //! finishes or is found abandoned), `etl_files` (one row per file a run evaluated) and
 //! `etl_rejects` (one copy per file content and line), bumps `data_versions` for what a
-//! run changed, and reads back what reruns decide by (the contents already loaded, the
+//! run changed (recording in `data_version_changes` what each bump changed), and reads back what reruns decide by (the contents already loaded, the
 //! latest evaluation of a content). Everything but `start_run`, `mark_abandoned` and a
 //! failed run's `finish_run` commits in the run's transaction, with its data. Never
 //! writes warehouse data.
@@ -9,10 +9,11 @@
 use crate::extract::{FileStat, InputFile};
 use crate::report::FileReport;
 use crate::rows::{Rejection, COPY_CHUNK};
-use coinflow_shared::dataset::Dataset;
+use coinflow_shared::dataset::{Dataset, Served, REJECTS};
 use coinflow_shared::ledger::{FileStatus, RunStatus, Versioned};
 use coinflow_shared::models::Counts;
 use coinflow_shared::schema::{etl_files, etl_rejects, etl_runs};
+use coinflow_shared::version_changes;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -49,15 +50,26 @@ pub(crate) fn store_rejects(
     let mut stored = std::collections::HashSet::new();
     if evaluated_before {
         let lines: Vec<i64> = rejects.iter().map(|r| r.line).collect();
-        changed |= diesel::sql_query(
-            "DELETE FROM etl_rejects r USING etl_files f \
-             WHERE f.run_id = r.run_id AND f.path = r.file AND f.sha256 = $1 \
-               AND NOT (r.line = ANY($2))",
-        )
+        #[derive(QueryableByName)]
+        struct Deleted {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        // Rejects of an earlier run that go are deletes of the served `rejects`.
+        let deleted: Deleted = diesel::sql_query(format!(
+            "WITH d AS (DELETE FROM etl_rejects r USING etl_files f \
+                        WHERE f.run_id = r.run_id AND f.path = r.file AND f.sha256 = $1 \
+                          AND NOT (r.line = ANY($2)) \
+                        RETURNING r.run_id, r.file, r.line, {pre} AS pre), \
+             low AS ({record}) \
+             SELECT count(*)::int8 AS n FROM d",
+            pre = version_changes::pre_existing("r"),
+            record = version_changes::record_low_key(&REJECTS, "d", "d", "d.pre"),
+        ))
         .bind::<Text, _>(sha256)
         .bind::<diesel::sql_types::Array<BigInt>, _>(&lines)
-        .execute(conn)?
-            > 0;
+        .get_result(conn)?;
+        changed |= deleted.n > 0;
         #[derive(QueryableByName)]
         struct Line {
             #[diesel(sql_type = BigInt)]
@@ -319,18 +331,25 @@ pub(crate) fn record_file(
         .map(|_| ())
 }
 
-/// Bumps the data version of each served dataset a run changed.
+/// Bumps the data version of each served dataset a run changed, recording with each new
+/// version the lowest key of a pre-existing row the run updated or deleted
+/// (`coinflow_shared::version_changes`).
 pub(crate) fn bump_versions(conn: &mut PgConnection, datasets: &[Versioned]) -> QueryResult<()> {
     use coinflow_shared::schema::data_versions::dsl as dv;
-    if datasets.is_empty() {
-        return Ok(());
+    for dataset in datasets {
+        match Served::from_name(dataset.name()) {
+            Some(served) => {
+                diesel::sql_query(version_changes::bump_sql(served.shape())).execute(conn)?;
+            }
+            None => {
+                diesel::update(dv::data_versions.filter(dv::dataset.eq(dataset.name())))
+                    .set((
+                        dv::version.eq(dv::version + 1),
+                        dv::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)?;
+            }
+        }
     }
-    let names: Vec<&str> = datasets.iter().map(|d| d.name()).collect();
-    diesel::update(dv::data_versions.filter(dv::dataset.eq_any(names)))
-        .set((
-            dv::version.eq(dv::version + 1),
-            dv::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .map(|_| ())
+    Ok(())
 }

@@ -188,6 +188,8 @@ fn process(
     };
     let known = load::known_from_db(conn)?;
     load::create_staging(conn)?;
+    // What the run changes of rows that existed before it, for the version bumps.
+    conn.batch_execute(&coinflow_shared::version_changes::create_run_table_sql())?;
     let bulk = Bulk::begin(conn, markets_input(&work))?;
     let mut state = RunState {
         known,

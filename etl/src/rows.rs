@@ -93,6 +93,9 @@ macro_rules! pg_type {
     (Text) => {
         "text"
     };
+    (Bool) => {
+        "bool"
+    };
     (Int4) => {
         "int4"
     };

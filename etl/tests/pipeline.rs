@@ -944,3 +944,94 @@ fn an_unchanged_file_is_recognised_by_its_stat_without_hashing() {
     );
     assert_eq!(fx.run().hashed, 1, "not trusted yet: hashed again");
 }
+
+/// A listings file of `coins` (id, symbol, name) at the given hours of 2024-01-01, ranked
+/// in the order given, priced `base` + the hour.
+fn listing_at(coins: &[(&str, &str, &str)], hours: std::ops::Range<u32>, base: f64) -> String {
+    let mut out = String::from("id,symbol,name,rank,price,market_cap,volume_24h,timestamp\n");
+    for hour in hours {
+        for (rank, (id, symbol, name)) in coins.iter().enumerate() {
+            out.push_str(&format!(
+                "{id},{symbol},{name},{},{},1000000,5000,2024-01-01T{hour:02}:00:00Z\n",
+                rank + 1,
+                base + f64::from(hour)
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn each_version_records_the_lowest_key_of_a_pre_existing_row_it_changed() {
+    let fx = Fixture::new();
+    let coins = [
+        ("alpha", "ALP", "Alpha"),
+        ("bravo", "BRV", "Bravo"),
+        ("charlie", "CHR", "Charlie"),
+    ];
+    let changes = |fx: &Fixture| {
+        fx.text(
+            "SELECT string_agg(dataset || ' ' || version || ' ' || coalesce(low_key::text, '-'), \
+             ' | ' ORDER BY dataset, version) FROM data_version_changes",
+        )
+        .unwrap_or_default()
+    };
+    fx.write("listings-1.csv", listing_at(&coins, 0..5, 10.0));
+    fx.run();
+    assert_eq!(
+        changes(&fx),
+        "coins 1 - | daily 1 - | market 1 -",
+        "a first load only inserts"
+    );
+
+    // A live append for every coin, ranked by the run (its rank refresh rewrites the rows
+    // it just inserted), and a second file of the run correcting a row the first inserted.
+    fx.write("listings-2.csv", listing_at(&coins, 5..6, 10.0));
+    fx.write(
+        "fix.csv",
+        "coin_id,timestamp,price\nalpha,2024-01-01T05:00:00Z,99\n",
+    );
+    let report = fx.run();
+    assert_eq!(file(&report, "fix.csv").updated, 1);
+    assert_eq!(
+        fx.count(
+            "SELECT count(*) FROM market WHERE ts = '2024-01-01T05:00:00Z' AND rank IS NOT NULL"
+        ),
+        3
+    );
+    assert_eq!(
+        changes(&fx),
+        "coins 1 - | daily 1 - | daily 2 {alpha,2024-01-01} | market 1 - | market 2 -",
+        "appends are no updates of market; the coin-days they extend are updates of daily"
+    );
+
+    // Updates of stored prices and of a coin's name.
+    fx.write(
+        "prices.csv",
+        "coin_id,timestamp,price\ncharlie,2024-01-01T01:00:00Z,7\nbravo,2024-01-01T02:00:00Z,8\n",
+    );
+    fx.write(
+        "coins.csv",
+        "id,symbol,name\nalpha,ALP,Alpha\nbravo,BRV,Bravo\ncharlie,CHR,Charlie Two\n",
+    );
+    let report = fx.run();
+    assert_eq!(file(&report, "prices.csv").updated, 2);
+    // A preferred source re-ranks one stored snapshot.
+    fx.write(
+        "cmc.csv",
+        "coin_id,timestamp,rank,rank_source\ncharlie,2024-01-01T03:00:00Z,1,coinmarketcap\n",
+    );
+    fx.run();
+    assert_eq!(
+        fx.text("SELECT rank_source FROM market WHERE coin_id = 'charlie' AND ts = '2024-01-01T03:00:00Z'")
+            .as_deref(),
+        Some("coinmarketcap")
+    );
+    assert_eq!(
+        changes(&fx),
+        "coins 1 - | coins 2 {charlie} | \
+         daily 1 - | daily 2 {alpha,2024-01-01} | daily 3 {bravo,2024-01-01} | \
+         market 1 - | market 2 - | market 3 {bravo,2024-01-01T02:00:00.000000Z} | \
+         market 4 {charlie,2024-01-01T03:00:00.000000Z}"
+    );
+}

@@ -260,6 +260,15 @@ fn an_unchanged_set_aside_file_is_not_judged_again_until_its_coins_change() {
     assert_eq!((loaded.loaded, loaded.rejected), (2, 0));
     assert_eq!(fx.count("SELECT count(*) FROM etl_rejects"), 0);
     assert_eq!(fx.count("SELECT count(*) FROM market"), 2);
+    assert_eq!(
+        fx.text(
+            "SELECT low_key FROM data_version_changes WHERE dataset = 'rejects' \
+             ORDER BY version DESC LIMIT 1"
+        )
+        .as_deref(),
+        Some("{1,markets.csv,3}"),
+        "a reject of an earlier run that goes is a delete readers of rejects must hear of"
+    );
 }
 
 const KAGGLE_HEADER: &str = "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n";
@@ -309,6 +318,15 @@ fn a_history_naming_its_coin_brings_it_and_a_listing_takes_it_over() {
         fx.text("SELECT origin FROM coins WHERE id = 'my-token'")
             .as_deref(),
         Some("listed")
+    );
+    assert_eq!(
+        fx.text(
+            "SELECT low_key FROM data_version_changes WHERE dataset = 'coins' \
+             ORDER BY version DESC LIMIT 1"
+        )
+        .as_deref(),
+        Some("{my-token}"),
+        "taking over a coin of an earlier run updates it"
     );
     assert_eq!(
         fx.text("SELECT coin_id FROM coin_aliases WHERE external_id = 'mytoken-cmc'")

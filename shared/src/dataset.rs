@@ -571,6 +571,28 @@ impl Kind {
             Kind::TextArray => "_text",
         }
     }
+
+    /// The SQL type a value of this kind is cast to.
+    pub const fn sql_type(self) -> &'static str {
+        match self {
+            Kind::TextArray => "text[]",
+            other => other.udt_name(),
+        }
+    }
+
+    /// SQL giving the text form cursors carry for a key value `expr` of this kind (the
+    /// API's key writer makes the same text): text as is, integers in decimal, instants
+    /// as RFC 3339 in UTC with six fractional digits, dates as `YYYY-MM-DD`.
+    pub fn key_text_sql(self, expr: &str) -> String {
+        match self {
+            Kind::Text => expr.to_string(),
+            Kind::Timestamptz => {
+                format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            }
+            Kind::Date => format!("to_char({expr}, 'YYYY-MM-DD')"),
+            Kind::Int4 | Kind::Int8 | Kind::Float8 | Kind::TextArray => format!("({expr})::text"),
+        }
+    }
 }
 
 /// A served column.

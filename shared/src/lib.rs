@@ -9,6 +9,8 @@
 //! - [`dataset`]: the registry of input datasets and served datasets.
 //! - [`ledger`]: run and file statuses and `data_versions` keys, stored as text.
 //! - [`instant`]: the range of instants the warehouse holds (ETL and API alike).
+//! - [`version_changes`]: what a data version bump changed (`data_version_changes`),
+//!   recorded by the ETL and checked by the API's cursors.
 //! - `testdb` (feature `testdb`, tests only): a throwaway, migrated database per test.
 
 pub mod config;
@@ -22,3 +24,4 @@ pub mod models;
 pub mod schema;
 #[cfg(feature = "testdb")]
 pub mod testdb;
+pub mod version_changes;

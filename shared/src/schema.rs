@@ -58,6 +58,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    data_version_changes (dataset, version) {
+        dataset -> Text,
+        version -> Int8,
+        low_key -> Nullable<Array<Nullable<Text>>>,
+    }
+}
+
+diesel::table! {
     data_versions (dataset) {
         dataset -> Text,
         version -> Int8,
@@ -226,6 +234,7 @@ diesel::joinable!(candles -> coins (coin_id));
 diesel::joinable!(coin_aliases -> coins (coin_id));
 diesel::joinable!(coin_exchanges -> coins (coin_id));
 diesel::joinable!(daily -> coins (coin_id));
+diesel::joinable!(data_version_changes -> data_versions (dataset));
 diesel::joinable!(etl_files -> etl_runs (run_id));
 diesel::joinable!(etl_rejects -> etl_runs (run_id));
 diesel::joinable!(market -> coins (coin_id));
@@ -244,6 +253,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     coin_exchanges,
     coins,
     daily,
+    data_version_changes,
     data_versions,
     etl_files,
     etl_rejects,

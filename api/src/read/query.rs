@@ -1,9 +1,11 @@
 //! Building the statements of a chunk: the filters a request may give (checked against
 //! what its source's declaration takes), the keyset `WHERE (key) > (last key) ORDER BY
 //! key LIMIT n` (an index range scan on the primary key, or on a filter-led index, never
-//! OFFSET), the data versions riding along, and `EXPLAIN` of them. Every value travels as
-//! a parameter; the SQL text depends only on the source and which filters are present, so
-//! the statements stay prepared per connection. Runs nothing but `EXPLAIN` and the
+//! OFFSET), the data versions riding along (and, continuing a cursor, the verdict on it:
+//! `coinflow_shared::version_changes::refusal_sql`), and `EXPLAIN` of them. Every value
+//! travels as a parameter; the SQL text depends only on the source, which filters are
+//! present and whether a cursor is continued, so the statements stay prepared per
+//! connection. Runs nothing but `EXPLAIN` and the
 //! task-results fingerprint.
 //!
 //! For a source that joins another table (market joins the coin dimension), the join is
@@ -16,6 +18,7 @@ use crate::params::{parse_instant, DayEnd, ReqInfo};
 use crate::raw::{Bind, RawQuery};
 use chrono::{DateTime, SecondsFormat, Utc};
 use coinflow_shared::dataset::Kind;
+use coinflow_shared::version_changes;
 use diesel::pg::PgConnection;
 use std::collections::BTreeMap;
 
@@ -214,12 +217,23 @@ fn where_and_order(
 /// The statements of one chunk (exposed for EXPLAIN checks and the benchmark scripts).
 #[derive(Debug, Clone)]
 pub struct ChunkStatements {
-    /// One row: the data versions the source depends on (`None` for task results, whose
-    /// state comes from [`task_state`]).
+    /// One row: the data versions the source depends on, then the verdict on the cursor
+    /// when continuing (`None` for task results, whose state comes from [`task_state`]).
     pub versions: Option<RawQuery>,
     /// The rows after the cursor, `size + 1` at most: the versions first, then the
-    /// served columns.
+    /// verdict on the cursor when continuing, then the served columns.
     pub rows: RawQuery,
+    /// Whether the verdict on the cursor follows the versions (a continuation of a
+    /// served dataset): NULL when it may go on, else why not
+    /// (`coinflow_shared::version_changes::refusal_sql`).
+    pub verdict: bool,
+}
+
+impl ChunkStatements {
+    /// How many columns come before the served ones.
+    pub(crate) fn leading(&self, source: Source) -> usize {
+        source.versioned_by().len() + usize::from(self.verdict)
+    }
 }
 
 fn version_columns(source: Source) -> Vec<String> {
@@ -233,18 +247,46 @@ fn version_columns(source: Source) -> Vec<String> {
         .collect()
 }
 
-/// The statements that read one chunk of `size` rows after `after`.
+/// The verdict column on a cursor issued at data version `issued` and positioned at
+/// `after`, for a served source (its parameters pushed on `params`).
+fn verdict_column(
+    source: Source,
+    after: Option<&[String]>,
+    issued: Option<i64>,
+    params: &mut Params,
+) -> Option<String> {
+    let (Source::Served(served), Some(after), Some(issued)) = (source, after, issued) else {
+        return None;
+    };
+    let version = params.param(issued.to_string(), Kind::Int8);
+    let position: Vec<String> = source
+        .key()
+        .iter()
+        .zip(after)
+        .map(|(k, v)| params.param(v.clone(), k.kind))
+        .collect();
+    Some(format!(
+        "{} AS verdict",
+        version_changes::refusal_sql(served.shape(), &version, &position)
+    ))
+}
+
+/// The statements that read one chunk of `size` rows after `after`; `issued` is the data
+/// version of the cursor being continued, whose verdict then rides along.
 pub fn statements(
     source: Source,
     filters: &Filters,
     after: Option<&[String]>,
     size: u32,
+    issued: Option<i64>,
 ) -> Result<ChunkStatements, ApiError> {
     let mut params = Params::default();
     let (where_clause, order, coin_bound) = where_and_order(source, filters, after, &mut params)?;
     let limit = params.param((u64::from(size) + 1).to_string(), Kind::Int8);
     let shape = source.shape();
     let mut select = version_columns(source);
+    let verdict = verdict_column(source, after, issued, &mut params);
+    select.extend(verdict.clone());
     select.extend(shape.columns.iter().map(|c| match (c.expr, c.column) {
         (Some(expr), _) => expr.to_string(),
         (None, Some(column)) => format!("t.{column}"),
@@ -276,10 +318,15 @@ pub fn statements(
     };
     let versions = match source {
         Source::TaskResults => None,
-        _ => Some(RawQuery::new(format!(
-            "SELECT {}",
-            version_columns(source).join(", ")
-        ))),
+        _ => {
+            let mut own = Params::default();
+            let mut columns = version_columns(source);
+            columns.extend(verdict_column(source, after, issued, &mut own));
+            Some(RawQuery {
+                sql: format!("SELECT {}", columns.join(", ")),
+                binds: own.binds,
+            })
+        }
     };
     Ok(ChunkStatements {
         versions,
@@ -287,6 +334,7 @@ pub fn statements(
             sql,
             binds: params.binds,
         },
+        verdict: verdict.is_some(),
     })
 }
 

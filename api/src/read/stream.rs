@@ -8,7 +8,11 @@
 //! dataset's data version (an uncorrelated subquery, evaluated once, so the version and
 //! the rows come from the same snapshot). Row `size` gives the next cursor and row
 //! `size + 1` says whether there is more, so the `Link` header is known before the body
-//! is written. A cursor from an older data version is refused with 409.
+//! is written. A cursor from an older data version is refused with 409 only when a load
+//! since then updated or deleted a row at or before its position (or left no record of
+//! what it changed): the verdict (`coinflow_shared::version_changes::refusal_sql`) rides
+//! in the same statement as the rows and versions, so all three come from one snapshot,
+//! and the next cursor carries the version the chunk was read at.
 //!
 //! The body goes out whole when it is small and in pieces of [`PIECE_BYTES`] otherwise,
 //! so no more than the chunk's result (at most 10 001 rows) and one piece are held.
@@ -23,6 +27,7 @@ use crate::raw::RawRow;
 use crate::reply::{etag, none_match, Reply, PIECE_BYTES};
 use crate::state::{with_read_conn, AppState, LARGE_CHUNK};
 use coinflow_shared::cursor::{Cursor, CursorCodec};
+use coinflow_shared::version_changes;
 use diesel::pg::PgConnection;
 use rocket::tokio::sync::{mpsc, oneshot};
 
@@ -84,32 +89,30 @@ impl ChunkPlan {
     }
 }
 
-/// What decides a chunk's bytes besides the request: the source's data versions.
+/// What decides a chunk's bytes besides the request: the source's data versions, and
+/// (continuing a served dataset) the verdict on the cursor read with them.
 struct Versions {
     /// The source's own data version (what cursors carry; 0 for task results).
     own: i64,
     /// Every version the bytes depend on, for the ETag.
     state: String,
+    /// Why the cursor may not go on (`coinflow_shared::version_changes::refusal_sql`);
+    /// `None` when it may, or when nothing is continued.
+    refusal: Option<String>,
 }
 
 impl Versions {
-    fn of(versions: &[i64]) -> Versions {
-        Versions {
-            own: versions.first().copied().unwrap_or(0),
-            state: versions
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(":"),
-        }
-    }
-
-    /// The versions riding on the first `n` columns of a row.
-    fn from_row(row: &RawRow<'_>, n: usize) -> Result<Versions, ApiError> {
+    /// The versions riding on the first `n` columns of a row, and the verdict after
+    /// them when `verdict`.
+    fn from_row(row: &RawRow<'_>, n: usize, verdict: bool) -> Result<Versions, ApiError> {
         let v = (0..n)
             .map(|i| row.int8(i).map(|v| v.unwrap_or(0)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Versions::of(&v))
+        Ok(Versions {
+            own: v.first().copied().unwrap_or(0),
+            state: v.iter().map(i64::to_string).collect::<Vec<_>>().join(":"),
+            refusal: if verdict { row.text(n)? } else { None },
+        })
     }
 }
 
@@ -123,9 +126,10 @@ fn read_versions(
         None => Ok(Versions {
             own: 0,
             state: task_state(conn)?,
+            refusal: None,
         }),
         Some(q) => {
-            let rows = q.map_rows(conn, |row| Versions::from_row(row, width))?;
+            let rows = q.map_rows(conn, |row| Versions::from_row(row, width, st.verdict))?;
             rows.into_iter()
                 .next()
                 .ok_or_else(|| ApiError::Internal("the version query returned no row".into()))
@@ -218,8 +222,15 @@ fn answer(
     plan: &ChunkPlan,
     head_tx: &mut Option<oneshot::Sender<Result<Head, ApiError>>>,
 ) -> Result<(), ApiError> {
-    let st = statements(plan.source, &plan.filters, plan.after.as_deref(), plan.size)?;
+    let st = statements(
+        plan.source,
+        &plan.filters,
+        plan.after.as_deref(),
+        plan.size,
+        plan.cursor_version,
+    )?;
     let width = plan.source.versioned_by().len();
+    let leading = st.leading(plan.source);
     // Task results have no version column; a conditional request is answered from the
     // versions alone, without reading rows.
     let mut known = None;
@@ -237,9 +248,9 @@ fn answer(
         // The versions of the rows' own snapshot.
         let versions = match (width, known.take()) {
             (0, Some(known)) => known,
-            _ => Versions::from_row(first, width)?,
+            _ => Versions::from_row(first, width, st.verdict)?,
         };
-        write_chunk(codec, plan, &versions, rows, width, head_tx)?;
+        write_chunk(codec, plan, &versions, rows, leading, head_tx)?;
         Ok(true)
     })?;
     if !answered {
@@ -247,7 +258,7 @@ fn answer(
             Some(v) => v,
             None => read_versions(conn, &st, width)?,
         };
-        write_chunk(codec, plan, &versions, &[], width, head_tx)?;
+        write_chunk(codec, plan, &versions, &[], leading, head_tx)?;
     }
     Ok(())
 }
@@ -283,25 +294,19 @@ fn answered_not_modified(
     true
 }
 
-/// Checks the cursor's version, then sends the head and writes the rows (the first
-/// `size` of `rows`; one more only says that more follow).
+/// Checks the cursor (see [`refused`]), then sends the head and writes the rows (the
+/// first `size` of `rows`, whose served columns follow `leading` others; one more row
+/// only says that more follow).
 fn write_chunk(
     codec: &CursorCodec,
     plan: &ChunkPlan,
     versions: &Versions,
     rows: &[RawRow<'_>],
-    width: usize,
+    leading: usize,
     head_tx: &mut Option<oneshot::Sender<Result<Head, ApiError>>>,
 ) -> Result<(), ApiError> {
-    if let Some(seen) = plan.cursor_version {
-        if seen != versions.own && plan.source != Source::TaskResults {
-            return Err(ApiError::Conflict(format!(
-                "dataset {} changed since this cursor was issued (data version {seen}, now {}); \
-                 start again from the first chunk",
-                plan.source.name(),
-                versions.own
-            )));
-        }
+    if let Some(conflict) = refused(plan, versions) {
+        return Err(conflict);
     }
     if answered_not_modified(plan, versions, head_tx) {
         return Ok(());
@@ -314,7 +319,7 @@ fn write_chunk(
                 .source
                 .key()
                 .iter()
-                .map(|k| last.bytes(width + k.pos, |b| key_text(k.kind, b)))
+                .map(|k| last.bytes(leading + k.pos, |b| key_text(k.kind, b)))
                 .collect::<Result<Vec<_>, _>>()?;
             Some(codec.encode(&Cursor {
                 dataset: plan.source.name().to_string(),
@@ -327,7 +332,7 @@ fn write_chunk(
         _ => None,
     };
     let (prefix, suffix) = envelope(plan, versions.own, next_cursor.as_deref())?;
-    let mut writer = RecordWriter::new(plan.source.columns(), width);
+    let mut writer = RecordWriter::new(plan.source.columns(), leading);
     let mut buf = prefix;
     buf.reserve(PIECE_BYTES.min(256 * rows.len().max(1)));
     let mut stream: Option<mpsc::Sender<Vec<u8>>> = None;
@@ -382,6 +387,37 @@ fn write_chunk(
         (None, None) => {}
     }
     Ok(())
+}
+
+/// The 409 for a continuation the cursor's data version no longer allows: the dataset's
+/// version moved since the cursor was issued and the verdict read with the rows says
+/// that a load since updated or deleted a row at or before the cursor's position, or
+/// that some version since has no record of what it changed
+/// (`coinflow_shared::version_changes`). Task results have no versions.
+fn refused(plan: &ChunkPlan, versions: &Versions) -> Option<ApiError> {
+    let seen = plan.cursor_version?;
+    if seen == versions.own || plan.source == Source::TaskResults {
+        return None;
+    }
+    let why = match versions.refusal.as_deref()? {
+        version_changes::REFUSED_BEHIND => {
+            "a load since then updated or deleted rows at or before the cursor's position"
+                .to_string()
+        }
+        _ => format!(
+            "some version since then has no record of what it changed (made by an earlier \
+             release, or older than the last {} versions), which counts as a change at or \
+             before the cursor's position",
+            version_changes::KEPT_VERSIONS
+        ),
+    };
+    Some(ApiError::Conflict(format!(
+        "dataset {} changed since this cursor was issued (data version {seen}, now {}): {why}. \
+         Start again from the first chunk. The rule: {}.",
+        plan.source.name(),
+        versions.own,
+        version_changes::RULE
+    )))
 }
 
 /// The bytes around the rows: the JSON envelope, or the CSV header.

@@ -61,7 +61,7 @@ pub(crate) async fn first_chunk(state: &State<AppState>, info: ReqInfo) -> Resul
         (status = 200, description = "The next chunk", content((ChunkDoc = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "Missing, garbage or tampered cursor", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The dataset changed since the cursor was issued", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale cursor: a load committed since the cursor was issued updated or deleted a row of its dataset whose key is at or before the cursor's position (its last row), or some data version since has no record of what it changed (made by an earlier release, or more than 10 000 versions ago). Rows merely inserted since never cause a 409: those ahead of the position appear in the walk, those behind it are missed (start a new walk to see every row); updates and deletes ahead of the position are read as they are now", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/next-chunk")]
@@ -95,7 +95,7 @@ pub(crate) async fn next_chunk(state: &State<AppState>, info: ReqInfo) -> Result
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "Bad query value, unknown parameter, tampered cursor", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown dataset", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The dataset changed since the cursor was issued", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale cursor: a load committed since the cursor was issued updated or deleted a row of its dataset whose key is at or before the cursor's position (its last row), or some data version since has no record of what it changed (made by an earlier release, or more than 10 000 versions ago). Rows merely inserted since never cause a 409: those ahead of the position appear in the walk, those behind it are missed (start a new walk to see every row); updates and deletes ahead of the position are read as they are now", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unreachable, or (size over 1000) too many expensive reads at once (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 #[rocket::get("/read/<dataset>")]

@@ -30,6 +30,7 @@ use crate::rows::TempTable;
 use chrono::{DateTime, Utc};
 use coinflow_shared::dataset::Shape;
 use coinflow_shared::ledger::Versioned;
+use coinflow_shared::version_changes;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -96,21 +97,32 @@ pub(crate) struct Count {
     pub(crate) n: i64,
 }
 
-/// Replaces `target`'s rows in scope by those in `temp`, writing only differences.
-/// Returns how many rows were inserted, changed or deleted.
-pub(crate) fn sync(
+/// Replaces the rows of a served table in scope by those in `temp`, writing only
+/// differences; its key and value columns come from its declaration
+/// (`coinflow_shared::dataset`), the same one the API reads it by and the tests hold
+/// against its migration. `scope` (a column and its values) bounds the rows replaced;
+/// `temp` holds rows in scope only. Records the lowest key of a row that predates the
+/// run and is changed or deleted (`coinflow_shared::version_changes`). Returns how many
+/// rows were inserted, changed or deleted.
+pub(crate) fn sync_served(
     conn: &mut PgConnection,
-    target: &str,
+    shape: &Shape,
     temp: &str,
-    keys: &[&str],
-    values: &[&str],
     scope: Option<(&str, &[String])>,
 ) -> QueryResult<i64> {
     let scope_sql = match scope {
         Some((column, _)) => format!("t.{column} = ANY($1)"),
         None => "TRUE".to_string(),
     };
-    let sql = sync_sql(target, temp, keys, values, &scope_sql);
+    let values = shape.value_columns();
+    let sql = sync_sql(
+        shape.table,
+        temp,
+        shape.key,
+        &values,
+        &scope_sql,
+        Some(shape),
+    );
     let count: Count = match scope {
         Some((_, ids)) => diesel::sql_query(sql)
             .bind::<Array<Text>, _>(ids)
@@ -120,36 +132,21 @@ pub(crate) fn sync(
     Ok(count.n)
 }
 
-/// [`sync`] of a served table, whose key and value columns come from its declaration
-/// (`coinflow_shared::dataset`), the same one the API reads it by and the tests hold
-/// against its migration.
-pub(crate) fn sync_served(
-    conn: &mut PgConnection,
-    shape: &Shape,
-    temp: &str,
-    scope: Option<(&str, &[String])>,
-) -> QueryResult<i64> {
-    sync(
-        conn,
-        shape.table,
-        temp,
-        shape.key,
-        &shape.value_columns(),
-        scope,
-    )
-}
-
-/// The statement of [`sync`]: deletes the rows of `target` (aliased `t`) matching
+/// The statement of [`sync_served`]: deletes the rows of `target` (aliased `t`) matching
 /// `scope_sql` that `temp` lacks, inserts or updates the others where they differ, and
-/// returns the number of rows written as `n`.
+/// returns the number of rows written as `n`. With `served`, also records the lowest
+/// key of a row in scope that predates the run and that `temp` does not repeat exactly
+/// (one that is deleted or updated).
 pub(crate) fn sync_sql(
     target: &str,
     temp: &str,
     keys: &[&str],
     values: &[&str],
     scope_sql: &str,
+    served: Option<&Shape>,
 ) -> String {
     let on: Vec<String> = keys.iter().map(|k| format!("n.{k} = t.{k}")).collect();
+    let on = on.join(" AND ");
     let all: Vec<&str> = keys.iter().chain(values).copied().collect();
     let set: Vec<String> = values
         .iter()
@@ -159,12 +156,26 @@ pub(crate) fn sync_sql(
         let cols: Vec<String> = values.iter().map(|v| format!("{prefix}{v}")).collect();
         format!("ROW({})", cols.join(", "))
     };
+    let record = served
+        .map(|shape| {
+            let changed = format!(
+                "{scope_sql} AND {} AND NOT EXISTS (SELECT 1 FROM {temp} n WHERE {on} \
+                 AND {} IS NOT DISTINCT FROM {})",
+                version_changes::pre_existing("t"),
+                row("n."),
+                row("t."),
+            );
+            format!(
+                "low AS ({}), ",
+                version_changes::record_low_key(shape, &format!("{target} t"), "t", &changed)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "WITH del AS (DELETE FROM {target} t WHERE {scope_sql} AND NOT EXISTS (SELECT 1 FROM {temp} n WHERE {on}) RETURNING 1), \
+        "WITH {record}del AS (DELETE FROM {target} t WHERE {scope_sql} AND NOT EXISTS (SELECT 1 FROM {temp} n WHERE {on}) RETURNING 1), \
          ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT ({keys}) DO UPDATE SET {set} \
                  WHERE {old} IS DISTINCT FROM {new} RETURNING 1) \
          SELECT (SELECT count(*) FROM del) + (SELECT count(*) FROM ins) AS n",
-        on = on.join(" AND "),
         cols = all.join(", "),
         keys = keys.join(", "),
         set = set.join(", "),

@@ -1,16 +1,21 @@
 //! `market.rank` and `market.rank_source`: each snapshot takes its coin's latest ranking
 //! at or before it within the tolerance, from the most preferred source that has one
 //! ([`transform::market_ranks`], [`transform::RANK_SOURCE_PREFERENCE`]). Takes the coins
-//! whose snapshots or rankings changed; writes only the snapshots whose rank differs.
+//! whose snapshots or rankings changed; writes only the snapshots whose rank differs, and
+//! records the lowest of them that predates the run (re-ranking the snapshots the run
+//! just loaded is no update for cursors: `coinflow_shared::version_changes`).
 
-use super::{micros, temp_table, to_ts, written_since, RefreshError, COIN_BATCH};
+use super::{micros, temp_table, to_ts, written_since, Count, RefreshError, COIN_BATCH};
 use crate::rows::{copy_rows, temp_rows};
 use crate::transform;
 use chrono::{DateTime, Utc};
+use coinflow_shared::dataset::MARKET;
+use coinflow_shared::version_changes;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Int4, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Int4, Text, Timestamptz};
 use polars::prelude::*;
+use std::collections::HashSet;
 
 temp_rows! {
     /// A snapshot's rank, as the update of `market` reads it from `tmp_rank`.
@@ -19,6 +24,8 @@ temp_rows! {
         ts: DateTime<Utc> = Timestamptz,
         rank: Option<i32> = Nullable<Int4>,
         rank_source: Option<String> = Nullable<Text>,
+        /// The snapshot predates the run (its rank change is an update of the served row).
+        pre: bool = Bool,
     }
 }
 
@@ -36,9 +43,10 @@ SELECT w.coin_id AS key, min(w.ts) AS since FROM (
 ) w
 GROUP BY w.coin_id";
 
-/// The snapshots of a batch of coins from each coin's `since` on.
+/// The snapshots of a batch of coins from each coin's `since` on, and whether each
+/// predates the run.
 const SNAPSHOTS_SQL: &str = "\
-SELECT m.coin_id AS key, m.ts FROM market m
+SELECT m.coin_id AS key, m.ts, age(m.xmin) > age(pg_current_xact_id()::xid) AS pre FROM market m
 JOIN unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since)
   ON m.coin_id = w.coin_id AND m.ts >= w.since";
 
@@ -54,6 +62,8 @@ struct Snapshot {
     key: String,
     #[diesel(sql_type = Timestamptz)]
     ts: DateTime<Utc>,
+    #[diesel(sql_type = Bool)]
+    pre: bool,
 }
 
 #[derive(QueryableByName)]
@@ -97,6 +107,12 @@ pub(super) fn refresh(
             .bind::<Array<Text>, _>(&ids)
             .bind::<Array<Timestamptz>, _>(&since)
             .load(conn)?;
+        // Snapshots loaded before the run; a run's appends usually have none in reach.
+        let pre: HashSet<(String, i64)> = snaps
+            .iter()
+            .filter(|s| s.pre)
+            .map(|s| (s.key.clone(), micros(&s.ts)))
+            .collect();
         let snaps: Vec<(String, DateTime<Utc>)> =
             snaps.into_iter().map(|s| (s.key, s.ts)).collect();
         let ranks: Vec<(String, DateTime<Utc>, i32, String)> = ranks
@@ -120,25 +136,36 @@ pub(super) fn refresh(
         let rank = joined.column("rank")?.i32()?;
         let source = joined.column("rank_source")?.str()?;
         let rows: Vec<RankRow> = (0..joined.height())
-            .map(|i| RankRow {
-                coin_id: coin.get(i).unwrap_or_default().to_string(),
-                ts: to_ts(ts.get(i)).unwrap_or_default(),
-                rank: rank.get(i),
-                rank_source: source.get(i).map(str::to_string),
+            .map(|i| {
+                let coin_id = coin.get(i).unwrap_or_default().to_string();
+                let at = ts.get(i);
+                RankRow {
+                    pre: at.is_some_and(|at| pre.contains(&(coin_id.clone(), at))),
+                    coin_id,
+                    ts: to_ts(at).unwrap_or_default(),
+                    rank: rank.get(i),
+                    rank_source: source.get(i).map(str::to_string),
+                }
             })
             .collect();
         temp_table(conn, &RankRow::TABLE)?;
         copy_rows!(conn, tmp_rank::table, rows);
-        changed += conn_execute(
-            conn,
-            "UPDATE market m SET rank = r.rank, rank_source = r.rank_source FROM tmp_rank r \
-             WHERE m.coin_id = r.coin_id AND m.ts = r.ts \
-             AND (m.rank IS DISTINCT FROM r.rank OR m.rank_source IS DISTINCT FROM r.rank_source)",
-        )?;
+        let updated: Count = diesel::sql_query(update_sql()).get_result(conn)?;
+        changed += updated.n;
     }
     Ok(changed)
 }
 
-fn conn_execute(conn: &mut PgConnection, sql: &str) -> QueryResult<i64> {
-    diesel::sql_query(sql).execute(conn).map(|n| n as i64)
+/// Writes the ranks of `tmp_rank` that differ and records the lowest snapshot that
+/// predates the run among them (`coinflow_shared::version_changes`).
+fn update_sql() -> String {
+    format!(
+        "WITH u AS (UPDATE market m SET rank = r.rank, rank_source = r.rank_source FROM tmp_rank r \
+                    WHERE m.coin_id = r.coin_id AND m.ts = r.ts \
+                    AND (m.rank IS DISTINCT FROM r.rank OR m.rank_source IS DISTINCT FROM r.rank_source) \
+                    RETURNING m.coin_id, m.ts, r.pre), \
+         low AS ({}) \
+         SELECT count(*)::int8 AS n FROM u",
+        version_changes::record_low_key(&MARKET, "u", "u", "u.pre")
+    )
 }

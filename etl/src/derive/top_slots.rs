@@ -101,11 +101,17 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
             .bind::<Array<Timestamptz>, _>(vec![from; ids.len()])
             .execute(conn)?;
         let scope = "t.coin_id = ANY($1) AND t.valid_from >= $2";
-        let count: Count =
-            diesel::sql_query(sync_sql("top_slots", "tmp_top_slots", KEYS, VALUES, scope))
-                .bind::<Array<Text>, _>(&ids)
-                .bind::<Timestamptz, _>(from)
-                .get_result(conn)?;
+        let count: Count = diesel::sql_query(sync_sql(
+            "top_slots",
+            "tmp_top_slots",
+            KEYS,
+            VALUES,
+            scope,
+            None,
+        ))
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Timestamptz, _>(from)
+        .get_result(conn)?;
         changed += count.n;
     }
     if changed > 0 {

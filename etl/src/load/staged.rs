@@ -2,14 +2,16 @@
 //! binary COPY, then one statement per target merges them: it classifies every row
 //! against the others (by input line) and against what is stored as loaded, duplicate,
 //! updated or a conflicting duplicate (a reject), and writes only the first row of each
-//! key. A listings file also adds the coins and aliases it names. Returns the file's
+//! key (recording, for `market` and `coins`, the lowest key of a row of an earlier run
+//! it updates: `coinflow_shared::version_changes`). A listings file also adds the coins
+//! and aliases it names. Returns the file's
 //! counts and what it changed ([`Changes`]); a file that its conflicts take over the
 //! reject budget is rolled back. Writes the input tables, never a derived table.
 
 use super::{
     over_budget, set_aside, stage, store_rejects, truncate_staging, FileJob, RunContext, RunState,
 };
-use crate::derive::Changes;
+use crate::derive::{Changes, Count};
 use crate::error::EtlError;
 use crate::extract::{ExtractError, InputFile, Records};
 use crate::report::FileReport;
@@ -17,9 +19,10 @@ use crate::resolve::NewCoin;
 use crate::rows::Rejection;
 use crate::scan::Scanned;
 use crate::validate::{may_infer_coins, raw_line, reason};
-use coinflow_shared::dataset::Dataset;
+use coinflow_shared::dataset::{Dataset, Shape, COINS, MARKET};
 use coinflow_shared::ledger::FileStatus;
 use coinflow_shared::schema::{coin_aliases, coins};
+use coinflow_shared::version_changes;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -40,6 +43,9 @@ struct Merge {
     conflict: &'static str,
     /// Ascending input order is the order rows are inserted in.
     ordered_insert: bool,
+    /// The served dataset that is this table (its keys are the merge's): updates of its
+    /// pre-existing rows are recorded for the version bump.
+    served: Option<&'static Shape>,
 }
 
 const MERGE_COINS: Merge = Merge {
@@ -50,6 +56,7 @@ const MERGE_COINS: Merge = Merge {
     carried: &[],
     conflict: "(id)",
     ordered_insert: false,
+    served: Some(&COINS),
 };
 const MERGE_MARKET: Merge = Merge {
     stage: "stg_market",
@@ -59,6 +66,7 @@ const MERGE_MARKET: Merge = Merge {
     carried: &[],
     conflict: "(coin_id, ts)",
     ordered_insert: false,
+    served: Some(&MARKET),
 };
 const MERGE_RANKINGS: Merge = Merge {
     stage: "stg_rankings",
@@ -68,6 +76,7 @@ const MERGE_RANKINGS: Merge = Merge {
     carried: &[],
     conflict: "(coin_id, ts, source)",
     ordered_insert: false,
+    served: None,
 };
 /// Candles are keyed by their period, not their stamp: the same day stamped
 /// `23:59:59` in one export and `23:59` in another is one candle.
@@ -90,6 +99,7 @@ const MERGE_CANDLES: Merge = Merge {
     carried: &["ts"],
     conflict: "(coin_id, interval, period_start)",
     ordered_insert: false,
+    served: None,
 };
 const MERGE_TICKERS: Merge = Merge {
     stage: "stg_tickers",
@@ -104,6 +114,7 @@ const MERGE_TICKERS: Merge = Merge {
     carried: &[],
     conflict: "(coin_id, exchange, base, target)",
     ordered_insert: false,
+    served: None,
 };
 const MERGE_PEOPLE: Merge = Merge {
     stage: "stg_people",
@@ -113,6 +124,7 @@ const MERGE_PEOPLE: Merge = Merge {
     carried: &[],
     conflict: "(person_id)",
     ordered_insert: false,
+    served: None,
 };
 const MERGE_TRADES: Merge = Merge {
     stage: "stg_trades",
@@ -129,6 +141,7 @@ const MERGE_TRADES: Merge = Merge {
     carried: &[],
     conflict: "ON CONSTRAINT trades_natural_key",
     ordered_insert: true,
+    served: None,
 };
 
 /// Rows of one file by outcome, plus the keys whose stored rows changed.
@@ -335,14 +348,39 @@ fn merge_classified(
             row_of("EXCLUDED.", m.values)
         )
     };
+    // For a served table: each row's key and whether its stored row predates the run,
+    // and a record of the lowest such key the merge updates.
+    let (served_cols, record) = match m.served {
+        Some(shape) => (
+            format!(
+                ", {}, {} AS pre",
+                keys.iter()
+                    .map(|k| format!("s.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                version_changes::pre_existing("t")
+            ),
+            format!(
+                "low AS ({}), ",
+                version_changes::record_low_key(
+                    shape,
+                    "classes x",
+                    "x",
+                    "x.class = 'updated' AND x.pre"
+                )
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
     let sql = format!(
         "WITH s AS (SELECT line, {partition}, row_number() OVER w AS rn{value_cols} FROM {stage} \
                     WINDOW w AS (PARTITION BY {partition} ORDER BY line)), \
          classes AS (SELECT s.{change_key}::text AS key, s.line, s.first_line, {class_expr} AS class, \
-                            coalesce(z.n, 0) AS zeros \
+                            coalesce(z.n, 0) AS zeros{served_cols} \
                      FROM s LEFT JOIN {target} t ON s.rn = 1 AND {join} \
                      LEFT JOIN unnest($1::int8[], $2::int8[]) AS z(line, n) ON z.line = s.line), \
          upsert AS (INSERT INTO {target} ({columns}) {source} ON CONFLICT {conflict} {action} RETURNING 1), \
+         {record}\
          changed AS (SELECT DISTINCT key FROM classes WHERE class IN ('loaded', 'updated')) \
          SELECT class, count(*)::int8 AS n, \
                 (SELECT coalesce(array_agg(key), '{{}}') FROM changed) AS keys, \
@@ -443,14 +481,19 @@ fn merge_file(
         // A listing that knows an inferred coin takes it over: same id and history,
         // the listing's id recorded as its alias.
         let known: Vec<&String> = aliases.iter().map(|(_, coin)| coin).collect();
-        out.changes.coins_changed |= diesel::update(
-            coins::table
-                .filter(coins::id.eq_any(known))
-                .filter(coins::origin.eq("inferred")),
-        )
-        .set(coins::origin.eq("listed"))
-        .execute(conn)?
-            > 0;
+        // `o` is the row before the update: whether it predates the run.
+        let listed: Count = diesel::sql_query(format!(
+            "WITH u AS (UPDATE coins t SET origin = 'listed' FROM coins o \
+                        WHERE o.id = t.id AND t.id = ANY($1) AND t.origin = 'inferred' \
+                        RETURNING t.id, {pre} AS pre), \
+             low AS ({record}) \
+             SELECT count(*)::int8 AS n FROM u",
+            pre = version_changes::pre_existing("o"),
+            record = version_changes::record_low_key(&COINS, "u", "u", "u.pre"),
+        ))
+        .bind::<diesel::sql_types::Array<Text>, _>(&known)
+        .get_result(conn)?;
+        out.changes.coins_changed |= listed.n > 0;
     }
     match dataset {
         Dataset::Coins => {
