@@ -652,6 +652,18 @@ struct Watched {
     failed: Vec<String>,
 }
 
+impl Watched {
+    /// The reader overlapped the load and no read waited out its `lock_timeout`.
+    fn assert_never_waited(&self) {
+        assert!(self.reads > 0, "the reader overlapped the load");
+        assert!(
+            self.failed.is_empty(),
+            "reads waited for a lock: {:?}",
+            self.failed
+        );
+    }
+}
+
 /// Runs `fx`'s ETL while another session reads `market`, `daily`, `coins` and
 /// `top_slots` with a 50 ms `lock_timeout` and samples `pg_locks`, until the run ends.
 fn run_while_reading(fx: &Fixture) -> (coinflow_etl::RunReport, Watched) {
@@ -717,12 +729,7 @@ fn a_large_run_into_a_populated_warehouse_never_locks_readers_out() {
 
     assert_eq!(file(&report, "second.csv").loaded, 80_000);
     assert_eq!(fx.count("SELECT count(*) FROM market"), 90_000);
-    assert!(seen.reads > 0, "the reader overlapped the load");
-    assert!(
-        seen.failed.is_empty(),
-        "reads waited for a lock: {:?}",
-        seen.failed
-    );
+    seen.assert_never_waited();
     assert_eq!(
         seen.exclusive, 0,
         "the run held an ACCESS EXCLUSIVE lock on a warehouse table"
@@ -751,14 +758,9 @@ fn a_first_load_builds_market_and_daily_anew_and_readers_never_wait_for_it() {
         fx.count("SELECT count(*) FROM daily") > 3_000,
         "daily was built"
     );
-    assert!(seen.reads > 0, "the reader overlapped the load");
     // The old bulk load dropped the empty table's constraints under an ACCESS EXCLUSIVE
     // lock held to the commit: these reads waited out their 50 ms.
-    assert!(
-        seen.failed.is_empty(),
-        "reads waited for a lock: {:?}",
-        seen.failed
-    );
+    seen.assert_never_waited();
     assert_eq!(
         fx.text(&schema_of("market")),
         market,
