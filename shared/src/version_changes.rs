@@ -79,6 +79,13 @@ pub fn pre_existing(alias: &str) -> String {
     format!("age({alias}.xmin) > age(pg_current_xact_id()::xid)")
 }
 
+/// The opposite of [`pre_existing`]: the row of `alias` was written by the current
+/// transaction or one of its subtransactions (whose ids come later). A frozen row whose
+/// raw xid has wrapped around could match too.
+pub fn written_now(alias: &str) -> String {
+    format!("age({alias}.xmin) <= age(pg_current_xact_id()::xid)")
+}
+
 /// A data-modifying statement (for a `WITH` part) that records the lowest key of the
 /// rows of `from` (a `FROM` item aliased `alias`, with `shape`'s key columns under their
 /// own names) that satisfy `condition`.

@@ -194,13 +194,27 @@ pub(crate) struct Since {
     pub(crate) since: DateTime<Utc>,
 }
 
-/// Runs a query of [`Since`] rows for the coins bound as `$1` (rows written by this
-/// transaction, found by their `xmin`); earliest first.
+/// Per coin of `coins`, the earliest instant among the rows this transaction wrote
+/// (found by their `xmin`, [`version_changes::written_now`]) in each of `sources`
+/// (`(table, instant column)`); earliest first.
 pub(crate) fn written_since(
     conn: &mut PgConnection,
-    sql: &str,
+    sources: &[(&str, &str)],
     coins: &[String],
 ) -> QueryResult<Vec<Since>> {
+    let union: Vec<String> = sources
+        .iter()
+        .map(|(table, at)| {
+            format!(
+                "SELECT r.coin_id, r.{at} AS ts FROM {table} r WHERE {} AND r.coin_id = ANY($1)",
+                version_changes::written_now("r")
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT w.coin_id AS key, min(w.ts) AS since FROM ({}) w GROUP BY w.coin_id ORDER BY w.coin_id",
+        union.join(" UNION ALL ")
+    );
     let mut written: Vec<Since> = diesel::sql_query(sql)
         .bind::<Array<Text>, _>(coins)
         .load(conn)?;

@@ -33,22 +33,18 @@ temp_rows! {
 /// `xmin` test as `top_slots`): a snapshot before it keeps its rank, since the rankings
 /// that can rank it (at most the tolerance older than the snapshot) are all older still
 /// and unchanged. The ETL never deletes a ranking, so writes are the only changes.
-const WRITTEN_SINCE_SQL: &str = "\
-SELECT w.coin_id AS key, min(w.ts) AS since FROM (
-    SELECT coin_id, ts FROM market
-    WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
-    UNION ALL
-    SELECT coin_id, ts FROM rankings
-    WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
-) w
-GROUP BY w.coin_id";
+const WRITTEN_FROM: &[(&str, &str)] = &[("market", "ts"), ("rankings", "ts")];
 
 /// The snapshots of a batch of coins from each coin's `since` on, and whether each
 /// predates the run.
-const SNAPSHOTS_SQL: &str = "\
-SELECT m.coin_id AS key, m.ts, age(m.xmin) > age(pg_current_xact_id()::xid) AS pre FROM market m
-JOIN unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since)
-  ON m.coin_id = w.coin_id AND m.ts >= w.since";
+fn snapshots_sql() -> String {
+    format!(
+        "SELECT m.coin_id AS key, m.ts, {} AS pre FROM market m \
+         JOIN unnest($1::text[], $2::timestamptz[]) AS w(coin_id, since) \
+           ON m.coin_id = w.coin_id AND m.ts >= w.since",
+        version_changes::pre_existing("m")
+    )
+}
 
 /// The rankings that can rank those snapshots: from `since` minus the tolerance on.
 const RANKINGS_SQL: &str = "\
@@ -91,7 +87,7 @@ pub(super) fn refresh(
     }
     // Coins that changed at about the same time are batched together, from their
     // earliest change.
-    let written = written_since(conn, WRITTEN_SINCE_SQL, coins)?;
+    let written = written_since(conn, WRITTEN_FROM, coins)?;
     let mut changed = 0;
     for batch in written.chunks(COIN_BATCH) {
         let ids: Vec<&str> = batch.iter().map(|s| s.key.as_str()).collect();
@@ -103,7 +99,7 @@ pub(super) fn refresh(
             .load(conn)?;
         // A coin with no ranking in reach has nothing to join: its snapshots keep a null
         // rank, unless one was ranked before (a ranking replaced by a later file).
-        let snaps: Vec<Snapshot> = diesel::sql_query(SNAPSHOTS_SQL)
+        let snaps: Vec<Snapshot> = diesel::sql_query(snapshots_sql())
             .bind::<Array<Text>, _>(&ids)
             .bind::<Array<Timestamptz>, _>(&since)
             .load(conn)?;

@@ -31,20 +31,10 @@ const VALUES: &[&str] = &[
     "rank_source",
 ];
 
-/// Per coin, the earliest market row or candle written by the current transaction.
-/// `age(xmin) <= age(top-level xid)` holds for exactly the rows this transaction (or a
-/// subtransaction, whose ids come later) wrote; a frozen row whose raw xid has wrapped
-/// around could match too, which only costs a recomputation, never a missed change.
-const WRITTEN_SINCE_SQL: &str = "\
-SELECT w.coin_id AS key, min(w.ts) AS since FROM (
-    SELECT coin_id, ts FROM market
-    WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
-    UNION ALL
-    SELECT coin_id, period_start FROM candles
-    WHERE age(xmin) <= age(pg_current_xact_id()::xid) AND coin_id = ANY($1)
-) w
-GROUP BY w.coin_id
-ORDER BY w.coin_id";
+/// Per coin, the earliest market row or candle written by the current transaction
+/// (`version_changes::written_now`; a frozen row whose raw xid has wrapped around could
+/// match too, which only costs a recomputation, never a missed change).
+const WRITTEN_FROM: &[(&str, &str)] = &[("market", "ts"), ("candles", "period_start")];
 
 /// The scratch copy the recomputed slots go into: no row type, the database function
 /// fills it.
@@ -67,7 +57,7 @@ pub(super) fn refresh(conn: &mut PgConnection, coins: &[String]) -> Result<i64, 
     }
     // Coins that changed at about the same time are batched together, from their
     // earliest change.
-    let written = written_since(conn, WRITTEN_SINCE_SQL, coins)?;
+    let written = written_since(conn, WRITTEN_FROM, coins)?;
     let mut changed = 0;
     for batch in written.chunks(COIN_BATCH) {
         let ids: Vec<&str> = batch.iter().map(|s| s.key.as_str()).collect();
