@@ -275,7 +275,7 @@ impl Shadows {
         conn.batch_execute(&swap)?;
         log::info!(
             "{}: the built table(s) replaced the empty one(s) ({attempts} attempt(s) at the lock, {:.3}s)",
-            tables.join(", "),
+            self.0.iter().map(|s| s.table).collect::<Vec<_>>().join(", "),
             started.elapsed().as_secs_f64()
         );
         Ok(())
